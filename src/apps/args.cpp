@@ -1,0 +1,78 @@
+#include "apps/args.h"
+
+#include <cstdlib>
+
+#include "common/check.h"
+
+namespace hippo {
+
+Args::Args(int argc, char** argv, const std::set<std::string>& flags, const std::set<std::string>& options) {
+    command_ = argc > 0 ? argv[0] : "";
+    for (int i = 1; i < argc; i++) {
+        std::string a = argv[i];
+        if (a.rfind("--", 0) != 0 || a == "--") {
+            positional_.push_back(a);
+            continue;
+        }
+        std::string name = a.substr(2), value;
+        bool has_value = false;
+        if (auto eq = name.find('='); eq != std::string::npos) {
+            value = name.substr(eq + 1);
+            name = name.substr(0, eq);
+            has_value = true;
+        }
+        if (flags.count(name)) {
+            HIPPO_CHECK(!has_value, "option --%s takes no value", name.c_str());
+            values_[name] = "1";
+        } else if (options.count(name)) {
+            if (!has_value) {
+                HIPPO_CHECK(i + 1 < argc, "option --%s needs a value", name.c_str());
+                value = argv[++i];
+            }
+            values_[name] = value;
+        } else {
+            throw Error(strf("unknown option --%s (see 'hippo %s --help')", name.c_str(), command_.c_str()));
+        }
+    }
+}
+
+std::string Args::get(const std::string& name, const std::string& def) const {
+    auto it = values_.find(name);
+    return it == values_.end() ? def : it->second;
+}
+
+static long long parse_int(const std::string& name, const std::string& s) {
+    char* end = nullptr;
+    long long v = std::strtoll(s.c_str(), &end, 0);
+    HIPPO_CHECK(!s.empty() && end && *end == '\0', "option --%s expects an integer, got '%s'", name.c_str(), s.c_str());
+    return v;
+}
+
+long long Args::get_int(const std::string& name, long long def) const {
+    return has(name) ? parse_int(name, get(name)) : def;
+}
+
+double Args::get_double(const std::string& name, double def) const {
+    if (!has(name)) return def;
+    std::string s = get(name);
+    char* end = nullptr;
+    double v = std::strtod(s.c_str(), &end);
+    HIPPO_CHECK(!s.empty() && end && *end == '\0', "option --%s expects a number, got '%s'", name.c_str(), s.c_str());
+    return v;
+}
+
+std::vector<long long> Args::get_int_list(const std::string& name, const std::vector<long long>& def) const {
+    if (!has(name)) return def;
+    std::vector<long long> out;
+    std::string s = get(name);
+    size_t start = 0;
+    while (start <= s.size()) {
+        size_t comma = s.find(',', start);
+        if (comma == std::string::npos) comma = s.size();
+        out.push_back(parse_int(name, s.substr(start, comma - start)));
+        start = comma + 1;
+    }
+    return out;
+}
+
+}  // namespace hippo

@@ -1,0 +1,28 @@
+// A small long-option parser: --name value, --name=value and boolean --flag. Unknown options are
+// errors (a typo must not silently change what runs).
+#pragma once
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace hippo {
+
+class Args {
+public:
+    // `flags` take no value; `options` take one. Anything else starting with "--" is an error.
+    Args(int argc, char** argv, const std::set<std::string>& flags, const std::set<std::string>& options);
+    bool has(const std::string& name) const { return values_.count(name) > 0; }
+    std::string get(const std::string& name, const std::string& def = "") const;
+    long long get_int(const std::string& name, long long def) const;
+    double get_double(const std::string& name, double def) const;
+    std::vector<long long> get_int_list(const std::string& name, const std::vector<long long>& def) const;
+    const std::vector<std::string>& positional() const { return positional_; }
+
+private:
+    std::string command_;
+    std::map<std::string, std::string> values_;
+    std::vector<std::string> positional_;
+};
+
+}  // namespace hippo

@@ -1,0 +1,24 @@
+#include <cstdio>
+
+#include "apps/args.h"
+#include "apps/commands.h"
+#include "common/runtime.h"
+
+namespace hippo {
+
+int cmd_info(int argc, char** argv) {
+    Args args(argc, argv, {"help"}, {"threads"});
+    if (args.has("help")) {
+        std::printf("usage: hippo info [--threads N]\n");
+        return 0;
+    }
+    if (args.has("threads")) set_num_threads(int(args.get_int("threads", 1)));
+    std::printf("hippo %s\n", HIPPO_VERSION);
+    std::printf("isa:      %s\n", isa_features().c_str());
+    std::printf("threads:  %d (physical cores: %d)\n", num_threads(), physical_cores());
+    std::printf("blas:     %s\n", blas_backend().c_str());
+    std::printf("fft:      %s\n", fft_backend().c_str());
+    return 0;
+}
+
+}  // namespace hippo
