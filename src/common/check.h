@@ -19,12 +19,20 @@ struct Error : std::runtime_error {
 // printf-style formatting into a std::string (GCC 12 has no <format>).
 std::string strf(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 
+// Message of a failed HIPPO_ASSERT: empty, or printf-style arguments.
+inline std::string assert_msg() { return {}; }
+template <class... Args>
+std::string assert_msg(const char* fmt, Args... args) {
+    if constexpr (sizeof...(Args) == 0) return fmt;
+    else return strf(fmt, args...);
+}
+
 }  // namespace hippo
 
 #define HIPPO_ASSERT(cond, ...)                                                                  \
     do {                                                                                         \
         if (!(cond)) [[unlikely]]                                                                \
-            ::hippo::assert_fail(__FILE__, __LINE__, #cond, ::hippo::strf("" __VA_ARGS__));     \
+            ::hippo::assert_fail(__FILE__, __LINE__, #cond, ::hippo::assert_msg(__VA_ARGS__));     \
     } while (0)
 
 // Input validation: throws hippo::Error with the formatted message.

@@ -1,0 +1,84 @@
+#include "kernels/gemm.h"
+
+#include <algorithm>
+#include <vector>
+
+#ifdef HIPPO_USE_OPENBLAS
+#include <cblas.h>
+#endif
+
+namespace hippo {
+
+void sgemm_ref(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+               const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            double acc = 0;
+            for (int64_t k = 0; k < K; k++) {
+                double a = ta ? A[k * lda + i] : A[i * lda + k];
+                double b = tb ? B[j * ldb + k] : B[k * ldb + j];
+                acc += a * b;
+            }
+            float c = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+            C[i * ldc + j] = c + float(alpha * acc);
+        }
+}
+
+// Blocks: a (MB x KB) panel of A and a (KB x NB) panel of B are packed contiguous so the inner loop
+// streams unit-stride rows; each thread owns whole rows of C, so results do not depend on timing.
+void sgemm_builtin(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                   int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+    constexpr int64_t MB = 64, NB = 256, KB = 256;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+    if (K == 0) return;
+    int64_t mblocks = (M + MB - 1) / MB;
+#pragma omp parallel
+    {
+        std::vector<float> bp(size_t(KB * NB)), ap(size_t(MB * KB));
+#pragma omp for schedule(static)
+        for (int64_t mb = 0; mb < mblocks; mb++) {
+            int64_t i0 = mb * MB, i1 = std::min(M, i0 + MB);
+            for (int64_t k0 = 0; k0 < K; k0 += KB) {
+                int64_t k1 = std::min(K, k0 + KB), kn = k1 - k0;
+                for (int64_t i = i0; i < i1; i++)
+                    for (int64_t k = k0; k < k1; k++)
+                        ap[(i - i0) * KB + (k - k0)] = alpha * (ta ? A[k * lda + i] : A[i * lda + k]);
+                for (int64_t j0 = 0; j0 < N; j0 += NB) {
+                    int64_t j1 = std::min(N, j0 + NB), jn = j1 - j0;
+                    for (int64_t k = 0; k < kn; k++)
+                        for (int64_t j = 0; j < jn; j++)
+                            bp[k * NB + j] = tb ? B[(j0 + j) * ldb + k0 + k] : B[(k0 + k) * ldb + j0 + j];
+                    for (int64_t i = i0; i < i1; i++) {
+                        float* c = C + i * ldc + j0;
+                        const float* a = &ap[(i - i0) * KB];
+                        for (int64_t k = 0; k < kn; k++) {
+                            float av = a[k];
+                            const float* b = &bp[k * NB];
+#pragma omp simd
+                            for (int64_t j = 0; j < jn; j++) c[j] += av * b[j];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+           const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+    if (M == 0 || N == 0) return;
+#ifdef HIPPO_USE_OPENBLAS
+    if (K == 0) {  // some BLAS builds mishandle K = 0
+        sgemm_builtin(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(M), int(N),
+                int(K), alpha, A, int(lda), B, int(ldb), beta, C, int(ldc));
+#else
+    sgemm_builtin(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#endif
+}
+
+}  // namespace hippo

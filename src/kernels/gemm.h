@@ -1,0 +1,22 @@
+// Single-precision GEMM, row-major:  C(M,N) = alpha * op(A) * op(B) + beta * C
+//   op(A) is (M,K): A is (M,K) with row stride lda, or (K,M) when trans_a
+//   op(B) is (K,N): B is (K,N) with row stride ldb, or (N,K) when trans_b
+// sgemm goes to the BLAS chosen at build time (HIPPO_BLAS=openblas) or the built-in blocked
+// kernel; sgemm_ref is the plain triple loop (double accumulation) that tests compare against.
+#pragma once
+#include <cstdint>
+
+namespace hippo {
+
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+
+// Built-in cache-blocked GEMM with OpenMP over row blocks (used when no BLAS is linked, and
+// benchmarked beside it).
+void sgemm_builtin(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                   int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+
+void sgemm_ref(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+               int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+
+}  // namespace hippo
