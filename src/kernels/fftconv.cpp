@@ -1,0 +1,518 @@
+#include "kernels/fftconv.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "common/alloc.h"
+#include "common/check.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace hippo {
+
+namespace {
+
+constexpr int64_t kBlock = 16;  // channels per task: one 64-byte line of a (B, L, C) row
+
+inline int64_t pad16(int64_t v) { return (v + 15) / 16 * 16; }
+
+// Per-thread scratch taken from the caching allocator, so repeated calls do not fault pages in.
+struct Scratch {
+    float* p = nullptr;
+    size_t bytes = 0;
+    explicit Scratch(size_t floats) : p(static_cast<float*>(cached_alloc(floats * sizeof(float)))), bytes(floats * sizeof(float)) {}
+    ~Scratch() { cached_free(p, bytes); }
+    Scratch(const Scratch&) = delete;
+    Scratch& operator=(const Scratch&) = delete;
+};
+
+void check_shape(const FftConvShape& s) {
+    HIPPO_CHECK(s.B >= 0 && s.L >= 1 && s.C >= 1 && s.P >= 1 && s.C % s.P == 0,
+                "fftconv: bad shape B=%lld L=%lld C=%lld P=%lld", (long long)s.B, (long long)s.L, (long long)s.C,
+                (long long)s.P);
+}
+
+// Gathers w = u * v (or u) for channels [c0, c0 + cb) of batch row b into rows of `stride`
+// floats, zero-padding each row from L to n.
+void gather_rows(float* rows, int64_t stride, const float* u, const float* v, int64_t b, int64_t c0, int64_t cb,
+                 const FftConvShape& s, int64_t n) {
+    for (int64_t l = 0; l < s.L; l++) {
+        int64_t base = (b * s.L + l) * s.C + c0;
+        if (v) {
+            for (int64_t c = 0; c < cb; c++) rows[c * stride + l] = u[base + c] * v[base + c];
+        } else {
+            for (int64_t c = 0; c < cb; c++) rows[c * stride + l] = u[base + c];
+        }
+    }
+    for (int64_t c = 0; c < cb; c++) std::memset(rows + c * stride + s.L, 0, size_t(n + 2 - s.L) * sizeof(float));
+}
+
+}  // namespace
+
+int64_t fftconv_fft_size(int64_t L) {
+    int64_t n = 16;
+    while (n < 2 * L) n *= 2;
+    return n;
+}
+
+void fftconv_kernel_spectrum(float* Kf, const float* K, int64_t Hk, int64_t L, const RealFFT& fft) {
+    const int64_t n = fft.size();
+    HIPPO_ASSERT(n >= 2 * L);
+    const float inv_n = 1.0f / float(n);
+#pragma omp parallel
+    {
+        Scratch work(fft.work_floats() + 16);
+#pragma omp for schedule(static)
+        for (int64_t h = 0; h < Hk; h++) {
+            float* row = Kf + h * (n + 2);
+            for (int64_t l = 0; l < L; l++) row[l] = K[h * L + l] * inv_n;
+            std::memset(row + L, 0, size_t(n + 2 - L) * sizeof(float));
+            fft.forward_unordered(row, row, work.p);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fused forward
+
+void fftconv_forward(float* y, const float* u, const float* v, const float* q, const float* Kf, const float* D,
+                     const FftConvShape& s, const RealFFT& fft) {
+    check_shape(s);
+    const int64_t n = fft.size(), stride = pad16(n + 2);
+    HIPPO_CHECK(n == fftconv_fft_size(s.L), "fftconv: FFT size %lld does not fit L=%lld", (long long)n, (long long)s.L);
+    const int64_t nblocks = (s.C + kBlock - 1) / kBlock;
+#pragma omp parallel
+    {
+        Scratch rows(size_t(kBlock * stride)), work(fft.work_floats() + 16);
+#pragma omp for schedule(static)
+        for (int64_t blk = 0; blk < nblocks; blk++) {
+            const int64_t c0 = blk * kBlock, cb = std::min(kBlock, s.C - c0);
+            for (int64_t b = 0; b < s.B; b++) {
+                gather_rows(rows.p, stride, u, v, b, c0, cb, s, n);
+                for (int64_t c = 0; c < cb; c++) {
+                    float* r = rows.p + c * stride;
+                    const float* kf = Kf + ((c0 + c) / s.P) * (n + 2);
+                    fft.forward_unordered(r, r, work.p);
+                    fft.spectrum_mul(r, kf, r);
+                    fft.inverse_unordered(r, r, work.p);
+                }
+                // y = q * (z + D w), w recomputed from u, v (cheaper than keeping it).
+                float d[kBlock];
+                for (int64_t c = 0; c < cb; c++) d[c] = D[(c0 + c) / s.P];
+                for (int64_t l = 0; l < s.L; l++) {
+                    int64_t base = (b * s.L + l) * s.C + c0;
+                    for (int64_t c = 0; c < cb; c++) {
+                        float w = v ? u[base + c] * v[base + c] : u[base + c];
+                        float z = rows.p[c * stride + l] + d[c] * w;
+                        y[base + c] = q ? q[base + c] * z : z;
+                    }
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fused backward
+//
+// With dz = dy * q (or dy):
+//   dq = dy * z,  dw = corr(dz, K) + D dz,  du = dw * v,  dv = dw * u,
+//   dK[j] = sum_b sum_l dz[l] w[l-j],  dD = sum_b sum_l dz[l] w[l].
+// Correlations are products with conjugate spectra; zero padding to n >= 2L keeps them exact.
+// Tasks are channel blocks with the batch loop inside, so dK and dD accumulate without races.
+
+void fftconv_backward(float* du, float* dv, float* dq, float* dK, float* dD, const float* dy, const float* u,
+                      const float* v, const float* q, const float* Kf, const float* D, const FftConvShape& s,
+                      const RealFFT& fft) {
+    check_shape(s);
+    const int64_t n = fft.size(), stride = pad16(n + 2);
+    HIPPO_CHECK(n == fftconv_fft_size(s.L), "fftconv: FFT size %lld does not fit L=%lld", (long long)n, (long long)s.L);
+    const int64_t nblocks = (s.C + kBlock - 1) / kBlock;
+    const int64_t Hk = s.kernels();
+    // With several channels per kernel, per-channel dK rows are summed afterwards in a fixed order.
+    std::vector<float> dK_channels(s.P > 1 ? size_t(s.C * s.L) : 0);
+    std::vector<double> dD_channels(size_t(s.C), 0.0);
+    const float inv_n = 1.0f / float(n);
+#pragma omp parallel
+    {
+        // wf: spectra of w; zr: z rows; g: dz spectra then dw rows; acc: sum_b G conj(Wf).
+        Scratch wf(size_t(kBlock * stride)), zr(size_t(kBlock * stride)), g(size_t(kBlock * stride)),
+            acc(size_t(kBlock * stride)), work(fft.work_floats() + 16);
+#pragma omp for schedule(static)
+        for (int64_t blk = 0; blk < nblocks; blk++) {
+            const int64_t c0 = blk * kBlock, cb = std::min(kBlock, s.C - c0);
+            float d[kBlock];
+            double dd[kBlock] = {};
+            for (int64_t c = 0; c < cb; c++) d[c] = D[(c0 + c) / s.P];
+            for (int64_t c = 0; c < cb; c++) std::memset(acc.p + c * stride, 0, size_t(n + 2) * sizeof(float));
+            for (int64_t b = 0; b < s.B; b++) {
+                gather_rows(wf.p, stride, u, v, b, c0, cb, s, n);
+                // dz rows
+                for (int64_t l = 0; l < s.L; l++) {
+                    int64_t base = (b * s.L + l) * s.C + c0;
+                    for (int64_t c = 0; c < cb; c++) g.p[c * stride + l] = q ? dy[base + c] * q[base + c] : dy[base + c];
+                }
+                for (int64_t c = 0; c < cb; c++) std::memset(g.p + c * stride + s.L, 0, size_t(n + 2 - s.L) * sizeof(float));
+                for (int64_t c = 0; c < cb; c++) {
+                    float* W = wf.p + c * stride;
+                    float* Z = zr.p + c * stride;
+                    float* G = g.p + c * stride;
+                    float* A = acc.p + c * stride;
+                    const float* kf = Kf + ((c0 + c) / s.P) * (n + 2);
+                    // dD needs sum dz * w in the time domain: take it before the transforms.
+                    double sdw = 0;
+                    for (int64_t l = 0; l < s.L; l++) sdw += double(G[l]) * double(W[l]);
+                    dd[c] += sdw;
+                    fft.forward_unordered(W, W, work.p);
+                    if (q) {
+                        fft.spectrum_mul(W, kf, Z);
+                        fft.inverse_unordered(Z, Z, work.p);
+                    }
+                    fft.forward_unordered(G, G, work.p);
+                    fft.spectrum_mul_conj(G, W, W);  // W no longer needed: reuse it for G conj(Wf)
+                    for (int64_t i = 0; i < n + 2; i++) A[i] += W[i];
+                    fft.spectrum_mul_conj(G, kf, G);
+                    fft.inverse_unordered(G, G, work.p);
+                }
+                for (int64_t l = 0; l < s.L; l++) {
+                    int64_t base = (b * s.L + l) * s.C + c0;
+                    for (int64_t c = 0; c < cb; c++) {
+                        float uu = u[base + c];
+                        float vv = v ? v[base + c] : 1.0f;
+                        float w = uu * vv;
+                        float dz = q ? dy[base + c] * q[base + c] : dy[base + c];
+                        if (q) dq[base + c] = dy[base + c] * (zr.p[c * stride + l] + d[c] * w);
+                        float dw = g.p[c * stride + l] + d[c] * dz;
+                        du[base + c] = dw * vv;
+                        if (v) dv[base + c] = dw * uu;
+                    }
+                }
+            }
+            for (int64_t c = 0; c < cb; c++) {
+                float* A = acc.p + c * stride;
+                fft.inverse_unordered(A, A, work.p, inv_n);
+                float* dst = s.P > 1 ? dK_channels.data() + (c0 + c) * s.L : dK + (c0 + c) * s.L;
+                std::memcpy(dst, A, size_t(s.L) * sizeof(float));
+                dD_channels[size_t(c0 + c)] = dd[c];
+            }
+        }
+    }
+    for (int64_t h = 0; h < Hk; h++) {
+        double sd = 0;
+        for (int64_t p = 0; p < s.P; p++) sd += dD_channels[size_t(h * s.P + p)];
+        dD[h] = float(sd);
+        if (s.P > 1) {
+            float* dst = dK + h * s.L;
+            std::memcpy(dst, dK_channels.data() + (h * s.P) * s.L, size_t(s.L) * sizeof(float));
+            for (int64_t p = 1; p < s.P; p++) {
+                const float* src = dK_channels.data() + (h * s.P + p) * s.L;
+                for (int64_t l = 0; l < s.L; l++) dst[l] += src[l];
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Direct convolution, vectorised over channels. Kt: (L, C) transposed kernel taps.
+
+static std::vector<float> transpose_taps(const float* K, const FftConvShape& s) {
+    std::vector<float> Kt(size_t(s.L * s.C));
+    for (int64_t j = 0; j < s.L; j++)
+        for (int64_t c = 0; c < s.C; c++) Kt[size_t(j * s.C + c)] = K[(c / s.P) * s.L + j];
+    return Kt;
+}
+
+void fftconv_forward_direct(float* y, const float* u, const float* v, const float* q, const float* K,
+                            const float* D, const FftConvShape& s) {
+    check_shape(s);
+    std::vector<float> Kt = transpose_taps(K, s);
+    std::vector<float> w(size_t(s.B * s.L * s.C));
+    const int64_t total = s.B * s.L * s.C;
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < total; i++) w[size_t(i)] = v ? u[i] * v[i] : u[i];
+#pragma omp parallel
+    {
+        std::vector<float> acc(size_t(s.C));
+#pragma omp for schedule(static)
+        for (int64_t bl = 0; bl < s.B * s.L; bl++) {
+            int64_t b = bl / s.L, l = bl % s.L;
+            std::fill(acc.begin(), acc.end(), 0.0f);
+            for (int64_t j = 0; j <= l; j++) {
+                const float* kt = Kt.data() + j * s.C;
+                const float* wr = w.data() + (b * s.L + l - j) * s.C;
+#pragma omp simd
+                for (int64_t c = 0; c < s.C; c++) acc[size_t(c)] += kt[c] * wr[c];
+            }
+            int64_t base = bl * s.C;
+            for (int64_t c = 0; c < s.C; c++) {
+                float z = acc[size_t(c)] + D[c / s.P] * w[size_t(base + c)];
+                y[base + c] = q ? q[base + c] * z : z;
+            }
+        }
+    }
+}
+
+void fftconv_backward_direct(float* du, float* dv, float* dq, float* dK, float* dD, const float* dy,
+                             const float* u, const float* v, const float* q, const float* K, const float* D,
+                             const FftConvShape& s) {
+    check_shape(s);
+    std::vector<float> Kt = transpose_taps(K, s);
+    const int64_t total = s.B * s.L * s.C;
+    std::vector<float> w(static_cast<size_t>(total)), dz(static_cast<size_t>(total));
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < total; i++) {
+        w[size_t(i)] = v ? u[i] * v[i] : u[i];
+        dz[size_t(i)] = q ? dy[i] * q[i] : dy[i];
+    }
+    // dq needs z: recompute the forward.
+    if (q) {
+        fftconv_forward_direct(dq, u, v, nullptr, K, D, s);
+#pragma omp parallel for simd schedule(static)
+        for (int64_t i = 0; i < total; i++) dq[i] *= dy[i];
+    }
+#pragma omp parallel
+    {
+        std::vector<float> acc(size_t(s.C));
+        // dw[l] = sum_{l' >= l} K[l' - l] dz[l'] + D dz[l]
+#pragma omp for schedule(static)
+        for (int64_t bl = 0; bl < s.B * s.L; bl++) {
+            int64_t b = bl / s.L, l = bl % s.L;
+            std::fill(acc.begin(), acc.end(), 0.0f);
+            for (int64_t lp = l; lp < s.L; lp++) {
+                const float* kt = Kt.data() + (lp - l) * s.C;
+                const float* g = dz.data() + (b * s.L + lp) * s.C;
+#pragma omp simd
+                for (int64_t c = 0; c < s.C; c++) acc[size_t(c)] += kt[c] * g[c];
+            }
+            int64_t base = bl * s.C;
+            for (int64_t c = 0; c < s.C; c++) {
+                float dw = acc[size_t(c)] + D[c / s.P] * dz[size_t(base + c)];
+                du[base + c] = v ? dw * v[base + c] : dw;
+                if (v) dv[base + c] = dw * u[base + c];
+            }
+        }
+        // dK[j] per channel: sum_b sum_{l >= j} dz[l] w[l - j]; threads split j.
+        std::vector<double> kacc(size_t(s.C));
+#pragma omp for schedule(static)
+        for (int64_t j = 0; j < s.L; j++) {
+            std::fill(kacc.begin(), kacc.end(), 0.0);
+            for (int64_t b = 0; b < s.B; b++)
+                for (int64_t l = j; l < s.L; l++) {
+                    const float* g = dz.data() + (b * s.L + l) * s.C;
+                    const float* wr = w.data() + (b * s.L + l - j) * s.C;
+                    for (int64_t c = 0; c < s.C; c++) kacc[size_t(c)] += double(g[c]) * double(wr[c]);
+                }
+            for (int64_t h = 0; h < s.kernels(); h++) {
+                double t = 0;
+                for (int64_t p = 0; p < s.P; p++) t += kacc[size_t(h * s.P + p)];
+                dK[h * s.L + j] = float(t);
+            }
+        }
+    }
+    for (int64_t h = 0; h < s.kernels(); h++) {
+        double t = 0;
+        for (int64_t b = 0; b < s.B; b++)
+            for (int64_t l = 0; l < s.L; l++)
+                for (int64_t p = 0; p < s.P; p++) {
+                    int64_t i = (b * s.L + l) * s.C + h * s.P + p;
+                    t += double(dz[size_t(i)]) * double(w[size_t(i)]);
+                }
+        dD[h] = float(t);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Unfused pipeline through a (B, C, n+2) spectrum buffer: every step is a full pass.
+
+void fftconv_forward_unfused(float* y, const float* u, const float* v, const float* q, const float* Kf,
+                             const float* D, const FftConvShape& s, const RealFFT& fft) {
+    check_shape(s);
+    const int64_t n = fft.size(), rows = s.B * s.C, stride = pad16(n + 2);
+    Scratch X(size_t(rows * stride));
+    // pass 1: gate and transpose into zero-padded rows
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t b = r / s.C, c = r % s.C;
+        float* x = X.p + r * stride;
+        for (int64_t l = 0; l < s.L; l++) {
+            int64_t i = (b * s.L + l) * s.C + c;
+            x[l] = v ? u[i] * v[i] : u[i];
+        }
+        std::memset(x + s.L, 0, size_t(n + 2 - s.L) * sizeof(float));
+    }
+    // pass 2: forward FFTs
+#pragma omp parallel
+    {
+        Scratch work(fft.work_floats() + 16);
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < rows; r++) fft.forward_unordered(X.p + r * stride, X.p + r * stride, work.p);
+    }
+    // pass 3: spectrum products
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++) fft.spectrum_mul(X.p + r * stride, Kf + ((r % s.C) / s.P) * (n + 2), X.p + r * stride);
+    // pass 4: inverse FFTs
+#pragma omp parallel
+    {
+        Scratch work(fft.work_floats() + 16);
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < rows; r++) fft.inverse_unordered(X.p + r * stride, X.p + r * stride, work.p);
+    }
+    // pass 5: skip term and output gate, back to (B, L, C)
+#pragma omp parallel for schedule(static)
+    for (int64_t bl = 0; bl < s.B * s.L; bl++) {
+        int64_t b = bl / s.L, l = bl % s.L;
+        for (int64_t c = 0; c < s.C; c++) {
+            int64_t i = bl * s.C + c;
+            float w = v ? u[i] * v[i] : u[i];
+            float z = X.p[(b * s.C + c) * stride + l] + D[c / s.P] * w;
+            y[i] = q ? q[i] * z : z;
+        }
+    }
+}
+
+void fftconv_backward_unfused(float* du, float* dv, float* dq, float* dK, float* dD, const float* dy,
+                              const float* u, const float* v, const float* q, const float* Kf, const float* D,
+                              const FftConvShape& s, const RealFFT& fft) {
+    check_shape(s);
+    const int64_t n = fft.size(), rows = s.B * s.C, stride = pad16(n + 2);
+    Scratch W(size_t(rows * stride)), G(size_t(rows * stride)), Z(size_t(rows * stride));
+    auto for_rows_fft = [&](float* buf, bool inverse, float scale) {
+#pragma omp parallel
+        {
+            Scratch work(fft.work_floats() + 16);
+#pragma omp for schedule(static)
+            for (int64_t r = 0; r < rows; r++) {
+                float* x = buf + r * stride;
+                if (inverse) fft.inverse_unordered(x, x, work.p, scale);
+                else fft.forward_unordered(x, x, work.p);
+            }
+        }
+    };
+    // pass: gather w and dz
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t b = r / s.C, c = r % s.C;
+        float* w = W.p + r * stride;
+        float* g = G.p + r * stride;
+        for (int64_t l = 0; l < s.L; l++) {
+            int64_t i = (b * s.L + l) * s.C + c;
+            w[l] = v ? u[i] * v[i] : u[i];
+            g[l] = q ? dy[i] * q[i] : dy[i];
+        }
+        std::memset(w + s.L, 0, size_t(n + 2 - s.L) * sizeof(float));
+        std::memset(g + s.L, 0, size_t(n + 2 - s.L) * sizeof(float));
+    }
+    std::vector<double> dd(static_cast<size_t>(rows));
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        double t = 0;
+        for (int64_t l = 0; l < s.L; l++) t += double(W.p[r * stride + l]) * double(G.p[r * stride + l]);
+        dd[size_t(r)] = t;
+    }
+    for_rows_fft(W.p, false, 1.0f);
+    for_rows_fft(G.p, false, 1.0f);
+    // z = irfft(Wf Kf) for dq
+    if (q) {
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < rows; r++) fft.spectrum_mul(W.p + r * stride, Kf + ((r % s.C) / s.P) * (n + 2), Z.p + r * stride);
+        for_rows_fft(Z.p, true, 1.0f);
+    }
+    // G conj(Wf) summed over the batch and the channels of a kernel (into W of batch 0's rows)
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++) fft.spectrum_mul_conj(G.p + r * stride, W.p + r * stride, W.p + r * stride);
+    const int64_t Hk = s.kernels();
+    std::vector<float> acc(size_t(Hk * stride), 0.0f);
+    for (int64_t r = 0; r < rows; r++) {
+        float* a = acc.data() + ((r % s.C) / s.P) * stride;
+        const float* x = W.p + r * stride;
+        for (int64_t i = 0; i < n + 2; i++) a[i] += x[i];
+    }
+    {
+        Scratch work(fft.work_floats() + 16);
+        for (int64_t h = 0; h < Hk; h++) {
+            float* a = acc.data() + h * stride;
+            fft.inverse_unordered(a, a, work.p, 1.0f / float(n));
+            std::memcpy(dK + h * s.L, a, size_t(s.L) * sizeof(float));
+        }
+    }
+    // dw = irfft(G conj(Kf))
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++) fft.spectrum_mul_conj(G.p + r * stride, Kf + ((r % s.C) / s.P) * (n + 2), G.p + r * stride);
+    for_rows_fft(G.p, true, 1.0f);
+#pragma omp parallel for schedule(static)
+    for (int64_t bl = 0; bl < s.B * s.L; bl++) {
+        int64_t b = bl / s.L, l = bl % s.L;
+        for (int64_t c = 0; c < s.C; c++) {
+            int64_t i = bl * s.C + c, r = b * s.C + c;
+            float uu = u[i], vv = v ? v[i] : 1.0f, w = uu * vv;
+            float dz = q ? dy[i] * q[i] : dy[i];
+            if (q) dq[i] = dy[i] * (Z.p[r * stride + l] + D[c / s.P] * w);
+            float dw = G.p[r * stride + l] + D[c / s.P] * dz;
+            du[i] = dw * vv;
+            if (v) dv[i] = dw * uu;
+        }
+    }
+    for (int64_t h = 0; h < Hk; h++) {
+        double t = 0;
+        for (int64_t b = 0; b < s.B; b++)
+            for (int64_t p = 0; p < s.P; p++) t += dd[size_t(b * s.C + h * s.P + p)];
+        dD[h] = float(t);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// References
+
+void fftconv_forward_ref(float* y, const float* u, const float* v, const float* q, const float* K, const float* D,
+                         const FftConvShape& s) {
+    auto W = [&](int64_t i) { return v ? double(u[i]) * double(v[i]) : double(u[i]); };
+    for (int64_t b = 0; b < s.B; b++)
+        for (int64_t c = 0; c < s.C; c++) {
+            const float* k = K + (c / s.P) * s.L;
+            for (int64_t l = 0; l < s.L; l++) {
+                double z = double(D[c / s.P]) * W((b * s.L + l) * s.C + c);
+                for (int64_t j = 0; j <= l; j++) z += double(k[j]) * W((b * s.L + l - j) * s.C + c);
+                int64_t i = (b * s.L + l) * s.C + c;
+                y[i] = float(q ? double(q[i]) * z : z);
+            }
+        }
+}
+
+void fftconv_backward_ref(float* du, float* dv, float* dq, float* dK, float* dD, const float* dy, const float* u,
+                          const float* v, const float* q, const float* K, const float* D, const FftConvShape& s) {
+    const int64_t Hk = s.kernels();
+    std::vector<double> gK(size_t(Hk * s.L), 0.0), gD(size_t(Hk), 0.0);
+    auto idx = [&](int64_t b, int64_t l, int64_t c) { return (b * s.L + l) * s.C + c; };
+    for (int64_t b = 0; b < s.B; b++)
+        for (int64_t c = 0; c < s.C; c++) {
+            int64_t h = c / s.P;
+            const float* k = K + h * s.L;
+            std::vector<double> w(size_t(s.L)), dz(size_t(s.L));
+            for (int64_t l = 0; l < s.L; l++) {
+                int64_t i = idx(b, l, c);
+                w[size_t(l)] = v ? double(u[i]) * double(v[i]) : double(u[i]);
+                dz[size_t(l)] = q ? double(dy[i]) * double(q[i]) : double(dy[i]);
+            }
+            for (int64_t l = 0; l < s.L; l++) {
+                int64_t i = idx(b, l, c);
+                if (q) {
+                    double z = double(D[h]) * w[size_t(l)];
+                    for (int64_t j = 0; j <= l; j++) z += double(k[j]) * w[size_t(l - j)];
+                    dq[i] = float(double(dy[i]) * z);
+                }
+                double dw = double(D[h]) * dz[size_t(l)];
+                for (int64_t lp = l; lp < s.L; lp++) dw += double(k[lp - l]) * dz[size_t(lp)];
+                du[i] = float(v ? dw * double(v[i]) : dw);
+                if (v) dv[i] = float(dw * double(u[i]));
+                gD[size_t(h)] += dz[size_t(l)] * w[size_t(l)];
+                for (int64_t j = 0; j <= l; j++) gK[size_t(h * s.L + j)] += dz[size_t(l)] * w[size_t(l - j)];
+            }
+        }
+    for (size_t i = 0; i < gK.size(); i++) dK[i] = float(gK[i]);
+    for (size_t i = 0; i < gD.size(); i++) dD[i] = float(gD[i]);
+}
+
+}  // namespace hippo
