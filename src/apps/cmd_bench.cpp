@@ -1,23 +1,78 @@
 #include <cstdio>
+#include <functional>
+#include <map>
 
 #include "apps/args.h"
 #include "apps/commands.h"
+#include "bench/bench_core.h"
+#include "bench/bench_elementwise.h"
+#include "bench/bench_fft.h"
+#include "bench/bench_norm.h"
 #include "common/bench.h"
 #include "common/check.h"
 #include "common/runtime.h"
 
 namespace hippo {
 
+namespace {
+
+std::vector<BenchRecord> peaks() {
+    std::vector<BenchRecord> r{bench_peak_fma()};
+    for (auto& b : bench_peak_bandwidth()) r.push_back(b);
+    return r;
+}
+
+std::vector<int> fft_sizes(const Args& args) {
+    std::vector<int> out;
+    for (long long v : args.get_int_list("fft-log2", {11, 12, 13, 14, 15, 16, 17})) out.push_back(int(v));
+    return out;
+}
+
+void append(std::vector<BenchRecord>& dst, const std::vector<BenchRecord>& src) {
+    dst.insert(dst.end(), src.begin(), src.end());
+}
+
+}  // namespace
+
 int cmd_bench(int argc, char** argv) {
-    Args args(argc, argv, {"help", "json"}, {"threads"});
+    Args args(argc, argv, {"help", "json", "all-backends"}, {"threads", "fft-log2"});
+    const char* usage =
+        "usage: hippo bench NAME [--json] [--threads N]\n"
+        "  core         machine peaks (peak.fma, peak.bandwidth), GEMM, FFT (with FFTW side by side),\n"
+        "               elementwise and normalisation kernels\n"
+        "  peak         FMA peak and memory bandwidth only\n"
+        "  gemm         GEMM on the 125M-layer shapes; --all-backends adds the built-in GEMM, BLIS and\n"
+        "               oneDNN when their shared libraries are installed\n"
+        "  fft          real FFT, hippo vs FFTW (--fft-log2 11,12,...)\n"
+        "  elementwise  elementwise kernels, GB/s\n"
+        "  norm         layer norm, RMS norm, softmax, cross-entropy, GB/s\n"
+        "Output: a table, or with --json a JSON array of records {name, shape fields, pass, ms, runs, ...}.\n";
     if (args.has("help") || args.positional().empty()) {
-        std::printf("usage: hippo bench NAME [--json] [--threads N]\n  NAME: core\n");
+        std::fputs(usage, args.has("help") ? stdout : stderr);
         return args.has("help") ? 0 : 2;
     }
     if (args.has("threads")) set_num_threads(int(args.get_int("threads", 1)));
-    std::vector<BenchRecord> recs;
     const std::string& name = args.positional()[0];
-    throw Error(strf("unknown benchmark '%s'", name.c_str()));
+    std::vector<BenchRecord> recs;
+    if (name == "core") {
+        append(recs, peaks());
+        append(recs, bench_gemm(args.has("all-backends")));
+        append(recs, bench_fft(fft_sizes(args)));
+        append(recs, bench_elementwise());
+        append(recs, bench_norm());
+    } else if (name == "peak") {
+        append(recs, peaks());
+    } else if (name == "gemm") {
+        append(recs, bench_gemm(args.has("all-backends")));
+    } else if (name == "fft") {
+        append(recs, bench_fft(fft_sizes(args)));
+    } else if (name == "elementwise") {
+        append(recs, bench_elementwise());
+    } else if (name == "norm") {
+        append(recs, bench_norm());
+    } else {
+        throw Error(strf("unknown benchmark '%s' (see 'hippo bench --help')", name.c_str()));
+    }
     print_records(recs, args.has("json"));
     return 0;
 }
