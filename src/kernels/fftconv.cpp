@@ -15,19 +15,8 @@ namespace hippo {
 
 namespace {
 
-constexpr int64_t kBlock = 16;  // channels per task: one 64-byte line of a (B, L, C) row
-
+constexpr int64_t kBlock = kFftConvBlock;
 inline int64_t pad16(int64_t v) { return (v + 15) / 16 * 16; }
-
-// Per-thread scratch taken from the caching allocator, so repeated calls do not fault pages in.
-struct Scratch {
-    float* p = nullptr;
-    size_t bytes = 0;
-    explicit Scratch(size_t floats) : p(static_cast<float*>(cached_alloc(floats * sizeof(float)))), bytes(floats * sizeof(float)) {}
-    ~Scratch() { cached_free(p, bytes); }
-    Scratch(const Scratch&) = delete;
-    Scratch& operator=(const Scratch&) = delete;
-};
 
 void check_shape(const FftConvShape& s) {
     HIPPO_CHECK(s.B >= 0 && s.L >= 1 && s.C >= 1 && s.P >= 1 && s.C % s.P == 0,
@@ -35,22 +24,24 @@ void check_shape(const FftConvShape& s) {
                 (long long)s.P);
 }
 
-// Gathers w = u * v (or u) for channels [c0, c0 + cb) of batch row b into rows of `stride`
-// floats, zero-padding each row from L to n.
-void gather_rows(float* rows, int64_t stride, const float* u, const float* v, int64_t b, int64_t c0, int64_t cb,
-                 const FftConvShape& s, int64_t n) {
-    for (int64_t l = 0; l < s.L; l++) {
-        int64_t base = (b * s.L + l) * s.C + c0;
+}  // namespace
+
+Scratch::Scratch(size_t floats)
+    : p(static_cast<float*>(cached_alloc(floats * sizeof(float)))), bytes(floats * sizeof(float)) {}
+Scratch::~Scratch() { cached_free(p, bytes); }
+
+void fftconv_gather_rows(float* rows, int64_t stride, const float* u, const float* v, int64_t b, int64_t l0,
+                         int64_t T, int64_t c0, int64_t cb, int64_t L, int64_t C, int64_t n) {
+    for (int64_t l = 0; l < T; l++) {
+        int64_t base = (b * L + l0 + l) * C + c0;
         if (v) {
             for (int64_t c = 0; c < cb; c++) rows[c * stride + l] = u[base + c] * v[base + c];
         } else {
             for (int64_t c = 0; c < cb; c++) rows[c * stride + l] = u[base + c];
         }
     }
-    for (int64_t c = 0; c < cb; c++) std::memset(rows + c * stride + s.L, 0, size_t(n + 2 - s.L) * sizeof(float));
+    for (int64_t c = 0; c < cb; c++) std::memset(rows + c * stride + T, 0, size_t(n + 2 - T) * sizeof(float));
 }
-
-}  // namespace
 
 int64_t fftconv_fft_size(int64_t L) {
     int64_t n = 16;
@@ -91,7 +82,7 @@ void fftconv_forward(float* y, const float* u, const float* v, const float* q, c
         for (int64_t blk = 0; blk < nblocks; blk++) {
             const int64_t c0 = blk * kBlock, cb = std::min(kBlock, s.C - c0);
             for (int64_t b = 0; b < s.B; b++) {
-                gather_rows(rows.p, stride, u, v, b, c0, cb, s, n);
+                fftconv_gather_rows(rows.p, stride, u, v, b, 0, s.L, c0, cb, s.L, s.C, n);
                 for (int64_t c = 0; c < cb; c++) {
                     float* r = rows.p + c * stride;
                     const float* kf = Kf + ((c0 + c) / s.P) * (n + 2);
@@ -149,7 +140,7 @@ void fftconv_backward(float* du, float* dv, float* dq, float* dK, float* dD, con
             for (int64_t c = 0; c < cb; c++) d[c] = D[(c0 + c) / s.P];
             for (int64_t c = 0; c < cb; c++) std::memset(acc.p + c * stride, 0, size_t(n + 2) * sizeof(float));
             for (int64_t b = 0; b < s.B; b++) {
-                gather_rows(wf.p, stride, u, v, b, c0, cb, s, n);
+                fftconv_gather_rows(wf.p, stride, u, v, b, 0, s.L, c0, cb, s.L, s.C, n);
                 // dz rows
                 for (int64_t l = 0; l < s.L; l++) {
                     int64_t base = (b * s.L + l) * s.C + c0;

@@ -26,6 +26,24 @@ namespace hippo {
 // FFT size for a causal convolution of length L: a power of two >= 2L, at least 16.
 int64_t fftconv_fft_size(int64_t L);
 
+// Channels per fused task: one 64-byte line of a (B, L, C) row.
+constexpr int64_t kFftConvBlock = 16;
+
+// Per-thread scratch from the caching allocator (repeated calls do not fault fresh pages in).
+struct Scratch {
+    float* p = nullptr;
+    size_t bytes = 0;
+    explicit Scratch(size_t floats);
+    ~Scratch();
+    Scratch(const Scratch&) = delete;
+    Scratch& operator=(const Scratch&) = delete;
+};
+
+// Gathers w = u * v (or u) at times [l0, l0 + T) of batch row b, channels [c0, c0 + cb), from
+// (B, L, C) tensors into cb rows of `stride` floats, zero-padding each row from T to n + 2.
+void fftconv_gather_rows(float* rows, int64_t stride, const float* u, const float* v, int64_t b, int64_t l0,
+                         int64_t T, int64_t c0, int64_t cb, int64_t L, int64_t C, int64_t n);
+
 struct FftConvShape {
     int64_t B, L, C, P;  // batch, length, channels, channels per kernel
     int64_t kernels() const { return C / P; }

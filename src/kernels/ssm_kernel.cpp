@@ -9,7 +9,7 @@ using cd = std::complex<double>;
 
 namespace {
 
-constexpr int kTable = 64;          // table of dA^j, j < kTable (see Note [powers without phase drift])
+constexpr int kTable = ModalPowers::kTable;
 constexpr int kReanchorBlocks = 64; // exact exp() every kReanchorBlocks * kTable steps
 
 struct ModeParams {
@@ -21,7 +21,7 @@ ModeParams mode_params(const float* log_dt, const float* inv_A_real, const float
                        const float* C, int64_t M, int64_t h, int64_t m) {
     int64_t i = h * M + m;
     return {std::exp(double(log_dt[h])), cd(-std::exp(double(inv_A_real[i])), double(A_imag[i])),
-            cd(B[2 * i], B[2 * i + 1]), cd(C[2 * i], C[2 * i + 1])};
+            B ? cd(B[2 * i], B[2 * i + 1]) : cd(1.0), C ? cd(C[2 * i], C[2 * i + 1]) : cd(1.0)};
 }
 
 // dA, dB and log(dA) for one mode.
@@ -42,27 +42,6 @@ void discretize_mode(const ModeParams& p, Discretization disc, cd* dA, cd* dB, c
     }
 }
 
-// Powers of z for one mode: table[j] = z^j (fp32 re/im), and anchor(b) = z^(kTable b) in double.
-struct Powers {
-    float tr[kTable], ti[kTable];
-    cd step;  // z^kTable
-    cd log_z;
-    void init(cd log_z_) {
-        log_z = log_z_;
-        for (int j = 0; j < kTable; j++) {
-            cd p = std::exp(double(j) * log_z);
-            tr[j] = float(p.real());
-            ti[j] = float(p.imag());
-        }
-        step = std::exp(double(kTable) * log_z);
-    }
-    // Advances `anchor` from block b to b+1 (exact exp() every kReanchorBlocks blocks).
-    cd next(cd anchor, int64_t b_next) const {
-        if (b_next % kReanchorBlocks == 0) return std::exp(double(b_next * kTable) * log_z);
-        return anchor * step;
-    }
-};
-
 }  // namespace
 
 void s4d_discretize(cd* dA, cd* dB, cd* W, const float* log_dt, const float* inv_A_real, const float* A_imag,
@@ -79,68 +58,124 @@ void s4d_discretize(cd* dA, cd* dB, cd* W, const float* log_dt, const float* inv
         }
 }
 
-void s4d_kernel_forward(float* K, const float* log_dt, const float* inv_A_real, const float* A_imag,
-                        const float* B, const float* C, int64_t H, int64_t M, int64_t L, Discretization disc) {
-#pragma omp parallel for schedule(static)
-    for (int64_t h = 0; h < H; h++) {
-        float* k = K + h * L;
-        for (int64_t l = 0; l < L; l++) k[l] = 0.0f;
-        Powers pw;
-        for (int64_t m = 0; m < M; m++) {
-            ModeParams p = mode_params(log_dt, inv_A_real, A_imag, B, C, M, h, m);
-            cd dA, dB, log_dA;
-            discretize_mode(p, disc, &dA, &dB, &log_dA);
-            pw.init(log_dA);
-            cd W2 = 2.0 * p.Cc * dB;
-            cd anchor = 1.0;
-            for (int64_t b = 0, l0 = 0; l0 < L; b++, l0 += kTable) {
-                cd a = W2 * anchor;
-                float ar = float(a.real()), ai = float(a.imag());
-                int64_t n = std::min<int64_t>(kTable, L - l0);
-                float* kb = k + l0;
+ModalPowers::ModalPowers(const cd* log_z, int64_t H, int64_t M)
+    : H_(H), M_(M), tr_(size_t(H * M * kTable)), ti_(size_t(H * M * kTable)), log_z_(log_z, log_z + H * M),
+      step_(size_t(H * M)) {
+#pragma omp parallel for schedule(static) if (H * M > 64)
+    for (int64_t i = 0; i < H * M; i++) {
+        for (int j = 0; j < kTable; j++) {
+            cd p = std::exp(double(j) * log_z_[size_t(i)]);
+            tr_[size_t(i * kTable + j)] = float(p.real());
+            ti_[size_t(i * kTable + j)] = float(p.imag());
+        }
+        step_[size_t(i)] = std::exp(double(kTable) * log_z_[size_t(i)]);
+    }
+}
+
+cd ModalPowers::power(int64_t h, int64_t m, int64_t l) const { return std::exp(double(l) * log_z(h, m)); }
+
+// Anchor of block b+1 from block b: one double multiplication, exact exp() every kReanchorBlocks.
+static inline cd next_anchor(cd anchor, cd step, cd log_z, int64_t b_next) {
+    if (b_next % kReanchorBlocks == 0) return std::exp(double(b_next * kTable) * log_z);
+    return anchor * step;
+}
+
+void ModalPowers::eval(float* out, int64_t T, const cd* W, int64_t h) const {
+    for (int64_t m = 0; m < M_; m++) {
+        size_t i = size_t(h * M_ + m);
+        const float* tr = tr_.data() + i * kTable;
+        const float* ti = ti_.data() + i * kTable;
+        cd anchor = 1.0;
+        for (int64_t b = 0, l0 = 0; l0 < T; b++, l0 += kTable) {
+            cd a = 2.0 * W[m] * anchor;
+            float ar = float(a.real()), ai = float(a.imag());
+            int64_t n = std::min<int64_t>(kTable, T - l0);
+            float* o = out + l0;
 #pragma omp simd
-                for (int64_t j = 0; j < n; j++) kb[j] += ar * pw.tr[j] - ai * pw.ti[j];
-                anchor = pw.next(anchor, b + 1);
-            }
+            for (int64_t j = 0; j < n; j++) o[j] += ar * tr[j] - ai * ti[j];
+            anchor = next_anchor(anchor, step_[i], log_z_[i], b + 1);
         }
     }
 }
 
-void s4d_kernel_backward(float* d_log_dt, float* d_inv_A_real, float* d_A_imag, float* dB_out, float* dC_out,
-                         const float* dK, const float* log_dt, const float* inv_A_real, const float* A_imag,
-                         const float* B, const float* C, int64_t H, int64_t M, int64_t L, Discretization disc) {
+void ModalPowers::sums(cd* S0, cd* S1, const float* g, int64_t T, int64_t h, bool reversed) const {
+    float gb[kTable];
+    for (int64_t m = 0; m < M_; m++) {
+        size_t i = size_t(h * M_ + m);
+        const float* tr = tr_.data() + i * kTable;
+        const float* ti = ti_.data() + i * kTable;
+        cd s0 = 0.0, s1 = 0.0, anchor = 1.0;
+        for (int64_t b = 0, l0 = 0; l0 < T; b++, l0 += kTable) {
+            int64_t n = std::min<int64_t>(kTable, T - l0);
+            const float* gp = g + l0;
+            if (reversed) {
+                for (int64_t j = 0; j < n; j++) gb[j] = g[T - 1 - l0 - j];
+                gp = gb;
+            }
+            float ur = 0, ui = 0, vr = 0, vi = 0;
+            if (S1) {
+#pragma omp simd reduction(+ : ur, ui, vr, vi)
+                for (int64_t j = 0; j < n; j++) {
+                    ur += gp[j] * tr[j];
+                    ui += gp[j] * ti[j];
+                    vr += gp[j] * float(j) * tr[j];
+                    vi += gp[j] * float(j) * ti[j];
+                }
+            } else {
+#pragma omp simd reduction(+ : ur, ui)
+                for (int64_t j = 0; j < n; j++) {
+                    ur += gp[j] * tr[j];
+                    ui += gp[j] * ti[j];
+                }
+            }
+            cd U(ur, ui);
+            s0 += anchor * U;
+            if (S1) s1 += anchor * (double(l0) * U + cd(vr, vi));
+            anchor = next_anchor(anchor, step_[i], log_z_[i], b + 1);
+        }
+        S0[m] = s0;
+        if (S1) S1[m] = s1;
+    }
+}
+
+void s4d_log_dA(cd* log_dA, const float* log_dt, const float* inv_A_real, const float* A_imag, int64_t H, int64_t M,
+                Discretization disc) {
+    for (int64_t h = 0; h < H; h++)
+        for (int64_t m = 0; m < M; m++) {
+            ModeParams p = mode_params(log_dt, inv_A_real, A_imag, nullptr, nullptr, M, h, m);
+            cd a, b, l;
+            discretize_mode(p, disc, &a, &b, &l);
+            log_dA[h * M + m] = l;
+        }
+}
+
+void s4d_kernel_forward(float* K, const float* log_dt, const float* inv_A_real, const float* A_imag,
+                        const float* B, const float* C, int64_t H, int64_t M, int64_t L, Discretization disc) {
+    std::vector<cd> log_dA(size_t(H * M)), W(size_t(H * M));
+    s4d_log_dA(log_dA.data(), log_dt, inv_A_real, A_imag, H, M, disc);
+    s4d_discretize(nullptr, nullptr, W.data(), log_dt, inv_A_real, A_imag, B, C, H, M, disc);
+    ModalPowers pw(log_dA.data(), H, M);
 #pragma omp parallel for schedule(static)
     for (int64_t h = 0; h < H; h++) {
-        const float* g = dK + h * L;
+        std::fill(K + h * L, K + (h + 1) * L, 0.0f);
+        pw.eval(K + h * L, L, W.data() + h * M, h);
+    }
+}
+
+void s4d_param_grads(float* d_log_dt, float* d_inv_A_real, float* d_A_imag, float* dB_out, float* dC_out,
+                     const cd* S0, const cd* S1, const float* log_dt, const float* inv_A_real, const float* A_imag,
+                     const float* B, const float* C, int64_t H, int64_t M, Discretization disc) {
+    for (int64_t h = 0; h < H; h++) {
         double g_dt_total = 0;
-        Powers pw;
         for (int64_t m = 0; m < M; m++) {
             ModeParams p = mode_params(log_dt, inv_A_real, A_imag, B, C, M, h, m);
             cd dA, dB, log_dA;
             discretize_mode(p, disc, &dA, &dB, &log_dA);
-            pw.init(log_dA);
-            // S0 = sum_l g_l z^l,  S1 = sum_l g_l l z^l  (z = dA), blocked like the forward.
-            cd S0 = 0.0, S1 = 0.0, anchor = 1.0;
-            for (int64_t b = 0, l0 = 0; l0 < L; b++, l0 += kTable) {
-                int64_t n = std::min<int64_t>(kTable, L - l0);
-                const float* gb = g + l0;
-                float ur = 0, ui = 0, vr = 0, vi = 0;
-#pragma omp simd reduction(+ : ur, ui, vr, vi)
-                for (int64_t j = 0; j < n; j++) {
-                    ur += gb[j] * pw.tr[j];
-                    ui += gb[j] * pw.ti[j];
-                    vr += gb[j] * float(j) * pw.tr[j];
-                    vi += gb[j] * float(j) * pw.ti[j];
-                }
-                cd U(ur, ui), V(vr, vi);
-                S0 += anchor * U;
-                S1 += anchor * (double(l0) * U + V);
-                anchor = pw.next(anchor, b + 1);
-            }
+            int64_t i = h * M + m;
             // K_l = 2 Re(W z^l): complex gradients (dL/dre + i dL/dim) of W and z.
             cd W = p.Cc * dB;
-            cd gW = 2.0 * std::conj(S0);
-            cd gz = std::abs(dA) > 1e-300 ? 2.0 * std::conj(W * S1 / dA) : 0.0;
+            cd gW = 2.0 * std::conj(S0[i]);
+            cd gz = std::abs(dA) > 1e-300 ? 2.0 * std::conj(W * S1[i] / dA) : 0.0;
             cd gC = gW * std::conj(dB);
             cd gdB = gW * std::conj(p.Cc);
             // Partial derivatives of dA and dB with respect to A, dt and B.
@@ -153,8 +188,10 @@ void s4d_kernel_backward(float* d_log_dt, float* d_inv_A_real, float* d_A_imag, 
                 dB_dA = p.Bc * p.dt * p.dt * 0.5 / den2;
                 dB_ddt = p.Bc / den2;
             } else {
-                cd e = dA, em1 = dB / p.Bc * p.A;  // e^{dt A}, e^{dt A} - 1
-                if (std::abs(p.Bc) == 0.0) em1 = e - 1.0;
+                cd e = dA;
+                double s = std::sin(log_dA.imag() * 0.5);
+                cd em1(std::expm1(log_dA.real()) * std::cos(log_dA.imag()) - 2.0 * s * s,
+                       std::exp(log_dA.real()) * std::sin(log_dA.imag()));  // e^{dt A} - 1
                 dA_dA = p.dt * e;
                 dA_ddt = p.A * e;
                 dB_dB = em1 / p.A;
@@ -164,7 +201,6 @@ void s4d_kernel_backward(float* d_log_dt, float* d_inv_A_real, float* d_A_imag, 
             cd gA = gz * std::conj(dA_dA) + gdB * std::conj(dB_dA);
             cd gB = gdB * std::conj(dB_dB);
             double gdt = (gz * std::conj(dA_ddt)).real() + (gdB * std::conj(dB_ddt)).real();
-            int64_t i = h * M + m;
             d_inv_A_real[i] = float(gA.real() * -std::exp(double(inv_A_real[i])));
             d_A_imag[i] = float(gA.imag());
             dB_out[2 * i] = float(gB.real());
@@ -175,6 +211,18 @@ void s4d_kernel_backward(float* d_log_dt, float* d_inv_A_real, float* d_A_imag, 
         }
         d_log_dt[h] = float(g_dt_total);
     }
+}
+
+void s4d_kernel_backward(float* d_log_dt, float* d_inv_A_real, float* d_A_imag, float* dB_out, float* dC_out,
+                         const float* dK, const float* log_dt, const float* inv_A_real, const float* A_imag,
+                         const float* B, const float* C, int64_t H, int64_t M, int64_t L, Discretization disc) {
+    std::vector<cd> log_dA(size_t(H * M)), S0(size_t(H * M)), S1(size_t(H * M));
+    s4d_log_dA(log_dA.data(), log_dt, inv_A_real, A_imag, H, M, disc);
+    ModalPowers pw(log_dA.data(), H, M);
+#pragma omp parallel for schedule(static)
+    for (int64_t h = 0; h < H; h++) pw.sums(S0.data() + h * M, S1.data() + h * M, dK + h * L, L, h);
+    s4d_param_grads(d_log_dt, d_inv_A_real, d_A_imag, dB_out, dC_out, S0.data(), S1.data(), log_dt, inv_A_real, A_imag,
+                    B, C, H, M, disc);
 }
 
 void s4d_kernel_forward_ref(double* K, const double* log_dt, const double* inv_A_real, const double* A_imag,

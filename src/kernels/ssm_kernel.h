@@ -18,6 +18,7 @@
 #pragma once
 #include <complex>
 #include <cstdint>
+#include <vector>
 
 namespace hippo {
 
@@ -43,6 +44,44 @@ void s4d_kernel_backward(float* d_log_dt, float* d_inv_A_real, float* d_A_imag, 
 void s4d_kernel_forward_ref(double* K, const double* log_dt, const double* inv_A_real, const double* A_imag,
                             const double* B, const double* C, int64_t H, int64_t M, int64_t L,
                             Discretization disc);
+
+// ---- modal building blocks (kernel generation, state passing, recurrent prefill) ----------------
+// Powers z^l of the H x M numbers z[h,m] = exp(log_z[h,m]), see Note [powers without phase drift].
+class ModalPowers {
+public:
+    static constexpr int kTable = 64;
+    ModalPowers() = default;
+    ModalPowers(const std::complex<double>* log_z, int64_t H, int64_t M);
+    int64_t heads() const { return H_; }
+    int64_t modes() const { return M_; }
+    std::complex<double> log_z(int64_t h, int64_t m) const { return log_z_[size_t(h * M_ + m)]; }
+    // z^l in double.
+    std::complex<double> power(int64_t h, int64_t m, int64_t l) const;
+
+    // out[i] += 2 Re( sum_m W[m] z[h,m]^i ),  i in [0, T).   W: (M)
+    void eval(float* out, int64_t T, const std::complex<double>* W, int64_t h) const;
+    // S0[m] = sum_i g[i] z[h,m]^i,  S1[m] = sum_i g[i] i z[h,m]^i (S1 may be null), i in [0, T).
+    // `reversed`: read g backwards (g[T-1-i] in place of g[i]).
+    void sums(std::complex<double>* S0, std::complex<double>* S1, const float* g, int64_t T, int64_t h,
+              bool reversed = false) const;
+
+private:
+    int64_t H_ = 0, M_ = 0;
+    std::vector<float> tr_, ti_;                 // (H, M, kTable): z^j, j < kTable
+    std::vector<std::complex<double>> log_z_, step_;  // (H, M): log z, z^kTable
+};
+
+// log(dA) of every mode: (H, M).
+void s4d_log_dA(std::complex<double>* log_dA, const float* log_dt, const float* inv_A_real, const float* A_imag,
+                int64_t H, int64_t M, Discretization disc);
+
+// Gradients of the parameters from the power sums of a loss through K_l = 2 Re(sum_m W_m z_m^l):
+// S0[h,m] = sum_l g_l z^l and S1[h,m] = sum_l g_l l z^l where g_l = dLoss/dK_l (summed over all
+// the places the kernel is used). Writes (overwrites) every parameter gradient.
+void s4d_param_grads(float* d_log_dt, float* d_inv_A_real, float* d_A_imag, float* dB, float* dC,
+                     const std::complex<double>* S0, const std::complex<double>* S1, const float* log_dt,
+                     const float* inv_A_real, const float* A_imag, const float* B, const float* C, int64_t H,
+                     int64_t M, Discretization disc);
 
 // Shift-SSM kernel. B, C: (D, N) -> h: (D, N).
 void shift_kernel_forward(float* h, const float* B, const float* C, int64_t D, int64_t N);

@@ -1,0 +1,315 @@
+#include "kernels/ssm_conv.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "common/check.h"
+
+namespace hippo {
+
+using cd = std::complex<double>;
+
+namespace {
+
+constexpr int64_t kBlock = kFftConvBlock;
+inline int64_t pad16(int64_t v) { return (v + 15) / 16 * 16; }
+
+// Everything the chunked kernels need about the SSM, computed once per call.
+struct ChunkSetup {
+    int64_t Hk, M, T, n, stride;
+    RealFFT fft;
+    std::vector<float> Kf;          // (Hk, n+2) spectra of K[:T], scaled by 1/n
+    std::vector<cd> dA, dB, W;      // (Hk, M)
+    std::vector<cd> log_dA;
+    ModalPowers pw;
+
+    ChunkSetup(const SsmParams& p, const FftConvShape& s, int64_t chunk)
+        : Hk(s.kernels()), M(p.M), T(std::min(chunk, s.L)), n(fftconv_fft_size(T)), stride(pad16(n + 2)), fft(n),
+          Kf(size_t(Hk * (n + 2))), dA(size_t(Hk * M)), dB(size_t(Hk * M)), W(size_t(Hk * M)),
+          log_dA(size_t(Hk * M)) {
+        std::vector<float> K(size_t(Hk * T));
+        s4d_kernel_forward(K.data(), p.log_dt, p.inv_A_real, p.A_imag, p.B, p.C, Hk, M, T, p.disc);
+        fftconv_kernel_spectrum(Kf.data(), K.data(), Hk, T, fft);
+        s4d_discretize(dA.data(), dB.data(), W.data(), p.log_dt, p.inv_A_real, p.A_imag, p.B, p.C, Hk, M, p.disc);
+        s4d_log_dA(log_dA.data(), p.log_dt, p.inv_A_real, p.A_imag, Hk, M, p.disc);
+        pw = ModalPowers(log_dA.data(), Hk, M);
+    }
+    const float* kf(int64_t h) const { return Kf.data() + h * (n + 2); }
+    // dA^Tc for a chunk of length Tc.
+    cd chunk_power(int64_t h, int64_t m, int64_t Tc) const { return pw.power(h, m, Tc); }
+};
+
+// In-place FFT convolution of one gathered row with the kernel spectrum kf.
+inline void conv_row(float* row, const float* kf, const RealFFT& fft, float* work) {
+    fft.forward_unordered(row, row, work);
+    fft.spectrum_mul(row, kf, row);
+    fft.inverse_unordered(row, row, work);
+}
+
+void chunked_forward(float* y, const float* u, const float* v, const float* q, const SsmParams& p,
+                     const FftConvShape& s, int64_t chunk, std::complex<float>* final_state) {
+    ChunkSetup cs(p, s, chunk);
+    const int64_t M = cs.M, T = cs.T, stride = cs.stride, nblocks = (s.C + kBlock - 1) / kBlock;
+#pragma omp parallel
+    {
+        Scratch rows(size_t(kBlock * stride)), work(cs.fft.work_floats() + 16);
+        std::vector<cd> X(size_t(kBlock * M)), R0(static_cast<size_t>(M)), Wx(static_cast<size_t>(M));
+#pragma omp for schedule(static)
+        for (int64_t blk = 0; blk < nblocks; blk++) {
+            const int64_t c0 = blk * kBlock, cb = std::min(kBlock, s.C - c0);
+            for (int64_t b = 0; b < s.B; b++) {
+                std::fill(X.begin(), X.end(), cd(0.0));
+                for (int64_t l0 = 0; l0 < s.L; l0 += T) {
+                    const int64_t Tc = std::min(T, s.L - l0);
+                    fftconv_gather_rows(rows.p, stride, u, v, b, l0, Tc, c0, cb, s.L, s.C, cs.n);
+                    for (int64_t c = 0; c < cb; c++) {
+                        const int64_t h = (c0 + c) / s.P;
+                        float* row = rows.p + c * stride;
+                        cd* x = X.data() + c * M;
+                        // State increment from this chunk's inputs, before the row is transformed.
+                        cs.pw.sums(R0.data(), nullptr, row, Tc, h, /*reversed=*/true);
+                        conv_row(row, cs.kf(h), cs.fft, work.p);
+                        if (l0 > 0) {
+                            for (int64_t m = 0; m < M; m++) Wx[size_t(m)] = cs.W[size_t(h * M + m)] * cs.dA[size_t(h * M + m)] * x[m];
+                            cs.pw.eval(row, Tc, Wx.data(), h);
+                        }
+                        for (int64_t m = 0; m < M; m++) x[m] = cs.chunk_power(h, m, Tc) * x[m] + R0[size_t(m)];
+                    }
+                    float d[kBlock];
+                    for (int64_t c = 0; c < cb; c++) d[c] = p.D[(c0 + c) / s.P];
+                    for (int64_t l = 0; l < Tc; l++) {
+                        int64_t base = (b * s.L + l0 + l) * s.C + c0;
+                        for (int64_t c = 0; c < cb; c++) {
+                            float w = v ? u[base + c] * v[base + c] : u[base + c];
+                            float z = rows.p[c * stride + l] + d[c] * w;
+                            y[base + c] = q ? q[base + c] * z : z;
+                        }
+                    }
+                }
+                if (final_state)
+                    for (int64_t c = 0; c < cb; c++)
+                        for (int64_t m = 0; m < M; m++) {
+                            int64_t h = (c0 + c) / s.P;
+                            cd x = cs.dB[size_t(h * M + m)] * X[size_t(c * M + m)];
+                            final_state[(b * s.C + c0 + c) * M + m] = std::complex<float>(x);
+                        }
+            }
+        }
+    }
+}
+
+void chunked_backward(float* du, float* dv, float* dq, const SsmParamGrads& g, const float* dy, const float* u,
+                      const float* v, const float* q, const SsmParams& p, const FftConvShape& s, int64_t chunk) {
+    ChunkSetup cs(p, s, chunk);
+    const int64_t M = cs.M, T = cs.T, n = cs.n, stride = cs.stride, Hk = cs.Hk;
+    const int64_t nblocks = (s.C + kBlock - 1) / kBlock, nchunks = (s.L + T - 1) / T;
+    // Per channel: power sums of the cross-chunk pairs and of the local kernel gradient, and dD.
+    std::vector<cd> S0c(size_t(s.C * M)), S1c(size_t(s.C * M));
+    std::vector<float> dK_local(size_t(s.C * T));
+    std::vector<double> dD_c(size_t(s.C), 0.0);
+    const float inv_n = 1.0f / float(n);
+#pragma omp parallel
+    {
+        Scratch wr(size_t(kBlock * stride)), zr(size_t(kBlock * stride)), gr(size_t(kBlock * stride)),
+            acc(size_t(kBlock * stride)), tmp(static_cast<size_t>(pad16(T))), work(cs.fft.work_floats() + 16);
+        // States at chunk starts: X_k, Y_k for every chunk of the block's rows.
+        std::vector<cd> XY(size_t(nchunks * kBlock * M * 2));
+        std::vector<cd> X(size_t(kBlock * M)), Y(size_t(kBlock * M)), gX(size_t(kBlock * M));
+        std::vector<cd> R0(static_cast<size_t>(M)), R1(static_cast<size_t>(M)), A(static_cast<size_t>(M)), Bs(static_cast<size_t>(M)), Wx(static_cast<size_t>(M));
+#pragma omp for schedule(static)
+        for (int64_t blk = 0; blk < nblocks; blk++) {
+            const int64_t c0 = blk * kBlock, cb = std::min(kBlock, s.C - c0);
+            float d[kBlock];
+            for (int64_t c = 0; c < cb; c++) d[c] = p.D[(c0 + c) / s.P];
+            for (int64_t c = 0; c < cb; c++) std::memset(acc.p + c * stride, 0, size_t(n + 2) * sizeof(float));
+            std::vector<cd> s0(size_t(cb * M), 0.0), s1(size_t(cb * M), 0.0);
+            std::vector<double> dd(size_t(cb), 0.0);
+            for (int64_t b = 0; b < s.B; b++) {
+                // Pass 1: states X_k, Y_k at the start of every chunk.
+                std::fill(X.begin(), X.end(), cd(0.0));
+                std::fill(Y.begin(), Y.end(), cd(0.0));
+                for (int64_t k = 0; k < nchunks; k++) {
+                    const int64_t l0 = k * T, Tc = std::min(T, s.L - l0);
+                    fftconv_gather_rows(wr.p, stride, u, v, b, l0, Tc, c0, cb, s.L, s.C, n);
+                    for (int64_t c = 0; c < cb; c++) {
+                        const int64_t h = (c0 + c) / s.P;
+                        cd* xy = XY.data() + ((k * kBlock + c) * M) * 2;
+                        for (int64_t m = 0; m < M; m++) {
+                            xy[2 * m] = X[size_t(c * M + m)];
+                            xy[2 * m + 1] = Y[size_t(c * M + m)];
+                        }
+                        cs.pw.sums(R0.data(), R1.data(), wr.p + c * stride, Tc, h, /*reversed=*/true);
+                        for (int64_t m = 0; m < M; m++) {
+                            cd zt = cs.chunk_power(h, m, Tc);
+                            cd& x = X[size_t(c * M + m)];
+                            cd& yy = Y[size_t(c * M + m)];
+                            yy = zt * (double(Tc) * x + yy) + R1[size_t(m)];
+                            x = zt * x + R0[size_t(m)];
+                        }
+                    }
+                }
+                // Pass 2: chunks in reverse, carrying gX = dLoss/dX at the chunk's end.
+                std::fill(gX.begin(), gX.end(), cd(0.0));
+                for (int64_t k = nchunks - 1; k >= 0; k--) {
+                    const int64_t l0 = k * T, Tc = std::min(T, s.L - l0);
+                    fftconv_gather_rows(wr.p, stride, u, v, b, l0, Tc, c0, cb, s.L, s.C, n);
+                    for (int64_t l = 0; l < Tc; l++) {
+                        int64_t base = (b * s.L + l0 + l) * s.C + c0;
+                        for (int64_t c = 0; c < cb; c++)
+                            gr.p[c * stride + l] = q ? dy[base + c] * q[base + c] : dy[base + c];
+                    }
+                    for (int64_t c = 0; c < cb; c++)
+                        std::memset(gr.p + c * stride + Tc, 0, size_t(n + 2 - Tc) * sizeof(float));
+                    for (int64_t c = 0; c < cb; c++) {
+                        const int64_t h = (c0 + c) / s.P;
+                        float* Wr = wr.p + c * stride;
+                        float* Zr = zr.p + c * stride;
+                        float* G = gr.p + c * stride;
+                        const cd* xy = XY.data() + ((k * kBlock + c) * M) * 2;
+                        cd* gx = gX.data() + c * M;
+                        double sdw = 0;
+                        for (int64_t l = 0; l < Tc; l++) sdw += double(G[l]) * double(Wr[l]);
+                        dd[size_t(c)] += sdw;
+                        // Power sums of dz (time domain) for the cross-chunk parameter terms and gX.
+                        cs.pw.sums(A.data(), Bs.data(), G, Tc, h);
+                        for (int64_t m = 0; m < M; m++) {
+                            size_t hm = size_t(h * M + m);
+                            cd z = cs.dA[hm], Xk = xy[2 * m], Yk = xy[2 * m + 1];
+                            s0[size_t(c * M + m)] += z * A[size_t(m)] * Xk;
+                            s1[size_t(c * M + m)] += z * ((A[size_t(m)] + Bs[size_t(m)]) * Xk + A[size_t(m)] * Yk);
+                        }
+                        cs.fft.forward_unordered(Wr, Wr, work.p);
+                        if (q) {
+                            cs.fft.spectrum_mul(Wr, cs.kf(h), Zr);
+                            cs.fft.inverse_unordered(Zr, Zr, work.p);
+                            if (k > 0) {
+                                for (int64_t m = 0; m < M; m++) {
+                                    size_t hm = size_t(h * M + m);
+                                    Wx[size_t(m)] = cs.W[hm] * cs.dA[hm] * xy[2 * m];
+                                }
+                                cs.pw.eval(Zr, Tc, Wx.data(), h);
+                            }
+                        }
+                        cs.fft.forward_unordered(G, G, work.p);
+                        cs.fft.spectrum_mul_conj(G, Wr, Wr);
+                        float* Ac = acc.p + c * stride;
+                        for (int64_t i = 0; i < n + 2; i++) Ac[i] += Wr[i];
+                        cs.fft.spectrum_mul_conj(G, cs.kf(h), G);
+                        cs.fft.inverse_unordered(G, G, work.p);
+                        // Inputs of this chunk reach later chunks through X_{k+1}.
+                        if (k < nchunks - 1) {
+                            for (int64_t m = 0; m < M; m++) Wx[size_t(m)] = 0.5 * std::conj(gx[m]);
+                            std::memset(tmp.p, 0, size_t(Tc) * sizeof(float));
+                            cs.pw.eval(tmp.p, Tc, Wx.data(), h);
+                            for (int64_t j = 0; j < Tc; j++) G[j] += tmp.p[Tc - 1 - j];
+                        }
+                        for (int64_t m = 0; m < M; m++) {
+                            size_t hm = size_t(h * M + m);
+                            gx[m] = std::conj(cs.chunk_power(h, m, Tc)) * gx[m] +
+                                    2.0 * std::conj(cs.W[hm] * cs.dA[hm] * A[size_t(m)]);
+                        }
+                    }
+                    for (int64_t l = 0; l < Tc; l++) {
+                        int64_t base = (b * s.L + l0 + l) * s.C + c0;
+                        for (int64_t c = 0; c < cb; c++) {
+                            float uu = u[base + c], vv = v ? v[base + c] : 1.0f, w = uu * vv;
+                            float dz = q ? dy[base + c] * q[base + c] : dy[base + c];
+                            if (q) dq[base + c] = dy[base + c] * (zr.p[c * stride + l] + d[c] * w);
+                            float dw = gr.p[c * stride + l] + d[c] * dz;
+                            du[base + c] = dw * vv;
+                            if (v) dv[base + c] = dw * uu;
+                        }
+                    }
+                }
+            }
+            for (int64_t c = 0; c < cb; c++) {
+                float* Ac = acc.p + c * stride;
+                cs.fft.inverse_unordered(Ac, Ac, work.p, inv_n);
+                std::memcpy(dK_local.data() + (c0 + c) * T, Ac, size_t(T) * sizeof(float));
+                for (int64_t m = 0; m < M; m++) {
+                    S0c[size_t((c0 + c) * M + m)] = s0[size_t(c * M + m)];
+                    S1c[size_t((c0 + c) * M + m)] = s1[size_t(c * M + m)];
+                }
+                dD_c[size_t(c0 + c)] = dd[size_t(c)];
+            }
+        }
+    }
+    // Per kernel: local kernel gradient summed over its channels, its power sums, plus the
+    // cross-chunk sums; then the chain rule into the parameters.
+    std::vector<cd> S0(size_t(Hk * M)), S1(size_t(Hk * M));
+#pragma omp parallel
+    {
+        std::vector<float> dk(static_cast<size_t>(T));
+        std::vector<cd> a(static_cast<size_t>(M)), bsum(static_cast<size_t>(M));
+#pragma omp for schedule(static)
+        for (int64_t h = 0; h < Hk; h++) {
+            std::copy(dK_local.begin() + h * s.P * T, dK_local.begin() + (h * s.P + 1) * T, dk.begin());
+            for (int64_t pp = 1; pp < s.P; pp++)
+                for (int64_t l = 0; l < T; l++) dk[size_t(l)] += dK_local[size_t((h * s.P + pp) * T + l)];
+            cs.pw.sums(a.data(), bsum.data(), dk.data(), T, h);
+            for (int64_t m = 0; m < M; m++) {
+                cd t0 = a[size_t(m)], t1 = bsum[size_t(m)];
+                for (int64_t pp = 0; pp < s.P; pp++) {
+                    t0 += S0c[size_t((h * s.P + pp) * M + m)];
+                    t1 += S1c[size_t((h * s.P + pp) * M + m)];
+                }
+                S0[size_t(h * M + m)] = t0;
+                S1[size_t(h * M + m)] = t1;
+            }
+            double t = 0;
+            for (int64_t pp = 0; pp < s.P; pp++) t += dD_c[size_t(h * s.P + pp)];
+            g.D[h] = float(t);
+        }
+    }
+    s4d_param_grads(g.log_dt, g.inv_A_real, g.A_imag, g.B, g.C, S0.data(), S1.data(), p.log_dt, p.inv_A_real,
+                    p.A_imag, p.B, p.C, Hk, M, p.disc);
+}
+
+}  // namespace
+
+SsmConvPath ssm_conv_path(int64_t L, int64_t chunk) {
+    if (L > chunk) return SsmConvPath::chunked;
+    return L <= kSsmDirectMaxL ? SsmConvPath::direct : SsmConvPath::fft;
+}
+
+void ssm_conv_forward(float* y, const float* u, const float* v, const float* q, const SsmParams& p,
+                      const FftConvShape& s, int64_t chunk, std::complex<float>* final_state, SsmConvPath path) {
+    HIPPO_CHECK(chunk >= 1, "ssm_conv: chunk length must be positive, got %lld", (long long)chunk);
+    HIPPO_CHECK(s.L >= 1 && s.C % s.P == 0, "ssm_conv: bad shape L=%lld C=%lld P=%lld", (long long)s.L,
+                (long long)s.C, (long long)s.P);
+    if (int(path) < 0) path = ssm_conv_path(s.L, chunk);
+    // The final state comes out of the chunked kernel (one chunk when L <= chunk).
+    if (path == SsmConvPath::chunked || final_state) return chunked_forward(y, u, v, q, p, s, chunk, final_state);
+    const int64_t Hk = s.kernels();
+    std::vector<float> K(size_t(Hk * s.L));
+    s4d_kernel_forward(K.data(), p.log_dt, p.inv_A_real, p.A_imag, p.B, p.C, Hk, p.M, s.L, p.disc);
+    if (path == SsmConvPath::direct) return fftconv_forward_direct(y, u, v, q, K.data(), p.D, s);
+    RealFFT fft(fftconv_fft_size(s.L));
+    std::vector<float> Kf(size_t(Hk * (fft.size() + 2)));
+    fftconv_kernel_spectrum(Kf.data(), K.data(), Hk, s.L, fft);
+    fftconv_forward(y, u, v, q, Kf.data(), p.D, s, fft);
+}
+
+void ssm_conv_backward(float* du, float* dv, float* dq, const SsmParamGrads& g, const float* dy, const float* u,
+                       const float* v, const float* q, const SsmParams& p, const FftConvShape& s, int64_t chunk,
+                       SsmConvPath path) {
+    HIPPO_CHECK(chunk >= 1, "ssm_conv: chunk length must be positive, got %lld", (long long)chunk);
+    if (int(path) < 0) path = ssm_conv_path(s.L, chunk);
+    if (path == SsmConvPath::chunked) return chunked_backward(du, dv, dq, g, dy, u, v, q, p, s, chunk);
+    const int64_t Hk = s.kernels();
+    std::vector<float> K(size_t(Hk * s.L)), dK(size_t(Hk * s.L));
+    s4d_kernel_forward(K.data(), p.log_dt, p.inv_A_real, p.A_imag, p.B, p.C, Hk, p.M, s.L, p.disc);
+    if (path == SsmConvPath::direct) {
+        fftconv_backward_direct(du, dv, dq, dK.data(), g.D, dy, u, v, q, K.data(), p.D, s);
+    } else {
+        RealFFT fft(fftconv_fft_size(s.L));
+        std::vector<float> Kf(size_t(Hk * (fft.size() + 2)));
+        fftconv_kernel_spectrum(Kf.data(), K.data(), Hk, s.L, fft);
+        fftconv_backward(du, dv, dq, dK.data(), g.D, dy, u, v, q, Kf.data(), p.D, s, fft);
+    }
+    s4d_kernel_backward(g.log_dt, g.inv_A_real, g.A_imag, g.B, g.C, dK.data(), p.log_dt, p.inv_A_real, p.A_imag, p.B,
+                        p.C, Hk, p.M, s.L, p.disc);
+}
+
+}  // namespace hippo
