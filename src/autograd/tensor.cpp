@@ -220,7 +220,7 @@ void Tensor::backward(const Tensor& grad_out) const {
         auto& [t, next] = stack.back();
         if (t->grad_fn && next < t->grad_fn->inputs.size()) {
             TensorImpl* in = t->grad_fn->inputs[next++].get();
-            if (in->requires_grad && !seen.count(in)) {
+            if (in && in->requires_grad && !seen.count(in)) {  // undefined optional inputs are null
                 seen.insert(in);
                 stack.push_back({in, 0});
             }
@@ -260,7 +260,7 @@ void Tensor::backward(const Tensor& grad_out) const {
                      t->grad_fn->name.c_str(), gins.size(), t->grad_fn->inputs.size());
         for (size_t i = 0; i < gins.size(); i++) {
             TensorImpl* in = t->grad_fn->inputs[i].get();
-            if (!gins[i].defined() || !in->requires_grad) continue;
+            if (!gins[i].defined() || !in || !in->requires_grad) continue;
             HIPPO_ASSERT(gins[i].shape() == in->shape, "op %s: grad %zu has shape %s, input has %s",
                          t->grad_fn->name.c_str(), i, gins[i].shape().str().c_str(), in->shape.str().c_str());
             auto slot = grads.find(in);

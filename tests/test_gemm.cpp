@@ -1,0 +1,99 @@
+// sgemm (BLAS or built-in) and sgemm_builtin against the plain triple loop sgemm_ref: all four
+// transpose combinations, odd sizes, padded leading dims, alpha / beta, K = 0.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "common/rng.h"
+#include "kernels/gemm.h"
+
+using namespace hippo;
+
+namespace {
+
+using GemmFn = void (*)(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t,
+                        float, float*, int64_t);
+
+struct Case {
+    int64_t M, N, K;
+};
+
+void fill(std::vector<float>& v, Rng& rng) {
+    for (auto& x : v) x = float(rng.normal());
+}
+
+// Runs fn and sgemm_ref on the same inputs (padded leading dims) and compares C, including the
+// padding columns of C, which must stay untouched.
+void check(GemmFn fn, const char* name, bool ta, bool tb, Case c, float alpha, float beta, int64_t pad) {
+    Rng rng(uint64_t(c.M * 1000003 + c.N * 1009 + c.K * 7 + ta * 2 + tb));
+    const int64_t arows = ta ? c.K : c.M, acols = ta ? c.M : c.K;
+    const int64_t brows = tb ? c.N : c.K, bcols = tb ? c.K : c.N;
+    const int64_t lda = acols + pad, ldb = bcols + pad, ldc = c.N + pad;
+    std::vector<float> A(size_t(std::max<int64_t>(arows * lda, 1))), B(size_t(std::max<int64_t>(brows * ldb, 1)));
+    std::vector<float> C(size_t(std::max<int64_t>(c.M * ldc, 1)));
+    fill(A, rng);
+    fill(B, rng);
+    fill(C, rng);
+    if (beta == 0.0f)  // beta = 0 must ignore C entirely, NaN included (BLAS semantics)
+        for (int64_t i = 0; i < c.M; i++)
+            for (int64_t j = 0; j < c.N; j++) C[size_t(i * ldc + j)] = std::numeric_limits<float>::quiet_NaN();
+    std::vector<float> Cref = C;
+    fn(ta, tb, c.M, c.N, c.K, alpha, A.data(), lda, B.data(), ldb, beta, C.data(), ldc);
+    sgemm_ref(ta, tb, c.M, c.N, c.K, alpha, A.data(), lda, B.data(), ldb, beta, Cref.data(), ldc);
+    double tol = 1e-5 * (1 + std::sqrt(double(c.K))) * 4;
+    for (int64_t i = 0; i < c.M; i++)
+        for (int64_t j = 0; j < ldc; j++) {
+            size_t k = size_t(i * ldc + j);
+            if (j >= c.N) {
+                ASSERT_EQ(C[k], Cref[k]) << name << ": padding of C modified at (" << i << "," << j << ")";
+                continue;
+            }
+            ASSERT_NEAR(C[k], Cref[k], tol * (1 + std::fabs(Cref[k])))
+                << name << " ta=" << ta << " tb=" << tb << " M=" << c.M << " N=" << c.N << " K=" << c.K
+                << " alpha=" << alpha << " beta=" << beta << " pad=" << pad << " at (" << i << "," << j << ")";
+        }
+}
+
+const std::vector<Case> kCases = {{1, 1, 1},    {1, 2, 3},    {2, 1, 3},     {3, 17, 2},   {17, 3, 65},
+                                  {65, 17, 3},  {17, 65, 129}, {129, 65, 17}, {2, 129, 1},  {33, 1, 129},
+                                  {1, 129, 65}, {64, 64, 64},  {130, 257, 300}};
+
+void run_all(GemmFn fn, const char* name) {
+    for (bool ta : {false, true})
+        for (bool tb : {false, true})
+            for (const Case& c : kCases)
+                for (int64_t pad : {0, 3}) {
+                    check(fn, name, ta, tb, c, 1.0f, 0.0f, pad);
+                    check(fn, name, ta, tb, c, 0.7f, 0.5f, pad);
+                    if (::testing::Test::HasFatalFailure()) return;
+                }
+}
+
+}  // namespace
+
+TEST(Gemm, SgemmMatchesRef) { run_all(&sgemm, "sgemm"); }
+
+TEST(Gemm, BuiltinMatchesRef) { run_all(&sgemm_builtin, "sgemm_builtin"); }
+
+TEST(Gemm, KZeroScalesC) {
+    for (GemmFn fn : {GemmFn(&sgemm), GemmFn(&sgemm_builtin)})
+        for (bool ta : {false, true})
+            for (bool tb : {false, true}) {
+                check(fn, "K=0", ta, tb, {5, 7, 0}, 1.0f, 0.5f, 2);
+                check(fn, "K=0", ta, tb, {5, 7, 0}, 1.0f, 0.0f, 2);
+            }
+}
+
+TEST(Gemm, EmptyMOrNIsANoop) {
+    std::vector<float> A(16, 1.0f), B(16, 1.0f), C(16, 3.0f);
+    sgemm(false, false, 0, 4, 4, 1.0f, A.data(), 4, B.data(), 4, 0.0f, C.data(), 4);
+    sgemm(false, false, 4, 0, 4, 1.0f, A.data(), 4, B.data(), 4, 0.0f, C.data(), 4);
+    for (float v : C) EXPECT_EQ(v, 3.0f);
+}
+
+TEST(Gemm, AlphaZeroBetaOne) {
+    check(&sgemm, "alpha=0", false, true, {9, 11, 13}, 0.0f, 1.0f, 1);
+    check(&sgemm_builtin, "alpha=0", true, false, {9, 11, 13}, 0.0f, 1.0f, 1);
+}
