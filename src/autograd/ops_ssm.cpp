@@ -1,0 +1,92 @@
+#include "autograd/ops_ssm.h"
+
+#include "kernels/shift_conv.h"
+#include "kernels/ssm_kernel.h"
+
+namespace hippo {
+
+namespace {
+void check_numel(const Tensor& t, int64_t n, const char* what, const char* op) {
+    HIPPO_CHECK(t.defined(), "%s: %s is missing", op, what);
+    HIPPO_CHECK(t.numel() == n, "%s: %s has shape %s (%lld elements), expected %lld elements", op, what,
+                t.shape().str().c_str(), (long long)t.numel(), (long long)n);
+}
+}  // namespace
+
+Tensor shift_ssm(const Tensor& k_in, const Tensor& B_in, const Tensor& C_in, const Tensor& Dk_in) {
+    HIPPO_CHECK(k_in.ndim() == 3, "shift_ssm: k must be (B, L, C), got %s", k_in.shape().str().c_str());
+    const int64_t Bn = k_in.size(0), L = k_in.size(1), C = k_in.size(2);
+    HIPPO_CHECK(C > 0 && B_in.numel() % C == 0, "shift_ssm: B has %lld elements for %lld channels",
+                (long long)B_in.numel(), (long long)C);
+    const int64_t N = B_in.numel() / C;
+    check_numel(C_in, C * N, "C", "shift_ssm");
+    check_numel(Dk_in, C, "D", "shift_ssm");
+    Tensor k = k_in.contiguous(), Bs = B_in.contiguous(), Cs = C_in.contiguous(), Dk = Dk_in.contiguous();
+    Tensor h = Tensor::empty({C, N});
+    shift_kernel_forward(h.data(), Bs.data(), Cs.data(), C, N);
+    Tensor y = Tensor::empty(k.shape());
+    shift_conv_forward(y.data(), k.data(), h.data(), Dk.data(), Bn, L, C, N);
+    record(y, "shift_ssm", {k, Bs, Cs, Dk}, [k, Bs, Cs, Dk, h, Bn, L, C, N](const Tensor& g_in) {
+        Tensor g = g_in.contiguous();
+        Tensor dk = Tensor::empty(k.shape()), dh = Tensor::empty({C, N}), dDk = Tensor::empty(Dk.shape());
+        shift_conv_backward(dk.data(), dh.data(), dDk.data(), g.data(), k.data(), h.data(), Dk.data(), Bn, L, C, N);
+        Tensor dB = Tensor::empty(Bs.shape()), dC = Tensor::empty(Cs.shape());
+        shift_kernel_backward(dB.data(), dC.data(), dh.data(), Bs.data(), Cs.data(), C, N);
+        return std::vector<Tensor>{dk, dB, dC, dDk};
+    });
+    return y;
+}
+
+Tensor ssm_conv(const Tensor& u_in, const Tensor& v_in, const Tensor& q_in, const Tensor& log_dt_in,
+                const Tensor& iar_in, const Tensor& aim_in, const Tensor& B_in, const Tensor& C_in, const Tensor& D_in,
+                const SsmConvOptions& opt, std::vector<std::complex<float>>* final_state) {
+    const char* op = "ssm_conv";
+    HIPPO_CHECK(u_in.ndim() == 3, "%s: u must be (B, L, C), got %s", op, u_in.shape().str().c_str());
+    const int64_t Bn = u_in.size(0), L = u_in.size(1), C = u_in.size(2), P = opt.channels_per_kernel;
+    HIPPO_CHECK(L >= 1, "%s: empty sequence", op);
+    HIPPO_CHECK(P >= 1 && C % P == 0, "%s: %lld channels are not a multiple of %lld channels per kernel", op,
+                (long long)C, (long long)P);
+    const int64_t Hk = C / P;
+    check_numel(log_dt_in, Hk, "log_dt", op);
+    HIPPO_CHECK(iar_in.numel() % Hk == 0 && iar_in.numel() > 0, "%s: inv_A_real has shape %s for %lld kernels", op,
+                iar_in.shape().str().c_str(), (long long)Hk);
+    const int64_t M = iar_in.numel() / Hk;
+    check_numel(aim_in, Hk * M, "A_imag", op);
+    check_numel(B_in, Hk * M * 2, "B", op);
+    check_numel(C_in, Hk * M * 2, "C", op);
+    check_numel(D_in, Hk, "D", op);
+    for (const Tensor* t : {&v_in, &q_in})
+        if (t->defined())
+            HIPPO_CHECK(t->shape() == u_in.shape(), "%s: gate shape %s differs from input shape %s", op,
+                        t->shape().str().c_str(), u_in.shape().str().c_str());
+
+    Tensor u = u_in.contiguous(), v = v_in.defined() ? v_in.contiguous() : Tensor(),
+           q = q_in.defined() ? q_in.contiguous() : Tensor();
+    Tensor log_dt = log_dt_in.contiguous(), iar = iar_in.contiguous(), aim = aim_in.contiguous(),
+           Bp = B_in.contiguous(), Cp = C_in.contiguous(), D = D_in.contiguous();
+    FftConvShape s{Bn, L, C, P};
+    SsmParams p{log_dt.data(), iar.data(), aim.data(), Bp.data(), Cp.data(), D.data(), M, opt.disc};
+    Tensor y = Tensor::empty(u.shape());
+    if (final_state) final_state->resize(size_t(Bn * C * M));
+    ssm_conv_forward(y.data(), u.data(), v.defined() ? v.data() : nullptr, q.defined() ? q.data() : nullptr, p, s,
+                     opt.chunk, final_state ? final_state->data() : nullptr, opt.path);
+    record(y, op, {u, v, q, log_dt, iar, aim, Bp, Cp, D},
+           [u, v, q, log_dt, iar, aim, Bp, Cp, D, s, M, opt](const Tensor& g_in) {
+               Tensor g = g_in.contiguous();
+               Tensor du = Tensor::empty(u.shape());
+               Tensor dv = v.defined() ? Tensor::empty(v.shape()) : Tensor();
+               Tensor dq = q.defined() ? Tensor::empty(q.shape()) : Tensor();
+               Tensor g_log_dt = Tensor::empty(log_dt.shape()), g_iar = Tensor::empty(iar.shape()),
+                      g_aim = Tensor::empty(aim.shape()), gB = Tensor::empty(Bp.shape()), gC = Tensor::empty(Cp.shape()),
+                      gD = Tensor::empty(D.shape());
+               SsmParams p{log_dt.data(), iar.data(), aim.data(), Bp.data(), Cp.data(), D.data(), M, opt.disc};
+               SsmParamGrads pg{g_log_dt.data(), g_iar.data(), g_aim.data(), gB.data(), gC.data(), gD.data()};
+               ssm_conv_backward(du.data(), dv.defined() ? dv.data() : nullptr, dq.defined() ? dq.data() : nullptr, pg,
+                                 g.data(), u.data(), v.defined() ? v.data() : nullptr, q.defined() ? q.data() : nullptr,
+                                 p, s, opt.chunk, opt.path);
+               return std::vector<Tensor>{du, dv, dq, g_log_dt, g_iar, g_aim, gB, gC, gD};
+           });
+    return y;
+}
+
+}  // namespace hippo

@@ -1,0 +1,33 @@
+// Sequence-mixing ops of the SSM family as single tape nodes with hand-written backward.
+#pragma once
+#include <complex>
+#include <cstdint>
+#include <vector>
+
+#include "autograd/tensor.h"
+#include "kernels/ssm_conv.h"
+
+namespace hippo {
+
+// Shift SSM: k (B, L, C); shift_B, shift_C with C*N elements each, read as (C, N) (checkpoints
+// store C as (1, C, N)); Dk (C). y = causal FIR of k with taps xcorr(B, C), plus Dk * k.
+Tensor shift_ssm(const Tensor& k, const Tensor& shift_B, const Tensor& shift_C, const Tensor& Dk);
+
+struct SsmConvOptions {
+    Discretization disc = Discretization::bilinear;
+    int64_t chunk = 8192;               // state passing above this length
+    int64_t channels_per_kernel = 1;    // P: channel c uses kernel c / P
+    SsmConvPath path = SsmConvPath(-1); // automatic
+};
+
+// Diagonal-SSM long convolution with H3 gates, y = q * (SSM(u * v) + D * (u * v)).
+// u (B, L, C); v, q (B, L, C) or undefined; log_dt (Hk); inv_A_real, A_imag (Hk, M);
+// B, C with Hk*M*2 elements read as (Hk, M, 2) (checkpoints store C as (1, Hk, M, 2)); D (Hk);
+// Hk = C / channels_per_kernel. One tape node; see kernels/ssm_conv.h.
+// final_state: if not null, receives the (B, C, M) complex state after the last step (no-grad
+// use: prefill of the recurrent mode).
+Tensor ssm_conv(const Tensor& u, const Tensor& v, const Tensor& q, const Tensor& log_dt, const Tensor& inv_A_real,
+                const Tensor& A_imag, const Tensor& B, const Tensor& C, const Tensor& D, const SsmConvOptions& opt,
+                std::vector<std::complex<float>>* final_state = nullptr);
+
+}  // namespace hippo
