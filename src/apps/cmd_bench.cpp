@@ -8,6 +8,7 @@
 #include "bench/bench_elementwise.h"
 #include "bench/bench_fft.h"
 #include "bench/bench_norm.h"
+#include "bench/bench_ssm.h"
 #include "common/bench.h"
 #include "common/check.h"
 #include "common/runtime.h"
@@ -35,7 +36,7 @@ void append(std::vector<BenchRecord>& dst, const std::vector<BenchRecord>& src) 
 }  // namespace
 
 int cmd_bench(int argc, char** argv) {
-    Args args(argc, argv, {"help", "json", "all-backends"}, {"threads", "fft-log2"});
+    Args args(argc, argv, {"help", "json", "all-backends"}, {"threads", "fft-log2", "L", "channels", "chunk", "d-model"});
     const char* usage =
         "usage: hippo bench NAME [--json] [--threads N]\n"
         "  core         machine peaks (peak.fma, peak.bandwidth), GEMM, FFT (with FFTW side by side),\n"
@@ -46,6 +47,9 @@ int cmd_bench(int argc, char** argv) {
         "  fft          real FFT, hippo vs FFTW (--fft-log2 11,12,...)\n"
         "  elementwise  elementwise kernels, GB/s\n"
         "  norm         layer norm, RMS norm, softmax, cross-entropy, GB/s\n"
+        "  fftconv      the H3 long convolution: fused, unfused, direct, FFTW, state passing\n"
+        "               (--L 1024,4096,16384,65536,1048576 --channels 768 --chunk 8192)\n"
+        "  h3           the whole H3 mixer, forward and forward+backward (--L 2048 --d-model 768)\n"
         "Output: a table, or with --json a JSON array of records {name, shape fields, pass, ms, runs, ...}.\n";
     if (args.has("help") || args.positional().empty()) {
         std::fputs(usage, args.has("help") ? stdout : stderr);
@@ -70,6 +74,11 @@ int cmd_bench(int argc, char** argv) {
         append(recs, bench_elementwise());
     } else if (name == "norm") {
         append(recs, bench_norm());
+    } else if (name == "fftconv") {
+        append(recs, bench_fftconv(args.get_int_list("L", {1024, 4096, 16384, 65536, 1048576}),
+                                   args.get_int("channels", 768), args.get_int("chunk", 8192)));
+    } else if (name == "h3") {
+        append(recs, bench_h3(args.get_int_list("L", {2048}), args.get_int("d-model", 768)));
     } else {
         throw Error(strf("unknown benchmark '%s' (see 'hippo bench --help')", name.c_str()));
     }

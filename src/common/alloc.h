@@ -35,4 +35,50 @@ void alloc_release_cache();  // return every cached block to the OS
 // Round a request up to its size class (exposed for tests).
 size_t alloc_size_class(size_t bytes);
 
+// A typed array from the caching allocator: kernel workspaces use it so that they are reused
+// across calls and counted in alloc_stats() (benchmarks report the peak as extra memory).
+// Elements are uninitialised unless a fill value is given. T must be trivially copyable.
+template <class T>
+class Buffer {
+public:
+    Buffer() = default;
+    explicit Buffer(size_t n) : n_(n), p_(n ? static_cast<T*>(cached_alloc(n * sizeof(T))) : nullptr) {}
+    Buffer(size_t n, const T& fill) : Buffer(n) {
+        for (size_t i = 0; i < n; i++) p_[i] = fill;
+    }
+    ~Buffer() {
+        if (p_) cached_free(p_, n_ * sizeof(T));
+    }
+    Buffer(Buffer&& o) noexcept : n_(o.n_), p_(o.p_) {
+        o.n_ = 0;
+        o.p_ = nullptr;
+    }
+    Buffer& operator=(Buffer&& o) noexcept {
+        if (this != &o) {
+            this->~Buffer();
+            n_ = o.n_;
+            p_ = o.p_;
+            o.n_ = 0;
+            o.p_ = nullptr;
+        }
+        return *this;
+    }
+    Buffer(const Buffer&) = delete;
+    Buffer& operator=(const Buffer&) = delete;
+
+    T* data() { return p_; }
+    const T* data() const { return p_; }
+    size_t size() const { return n_; }
+    T& operator[](size_t i) { return p_[i]; }
+    const T& operator[](size_t i) const { return p_[i]; }
+    T* begin() { return p_; }
+    T* end() { return p_ + n_; }
+    const T* begin() const { return p_; }
+    const T* end() const { return p_ + n_; }
+
+private:
+    size_t n_ = 0;
+    T* p_ = nullptr;
+};
+
 }  // namespace hippo

@@ -124,8 +124,8 @@ void fftconv_backward(float* du, float* dv, float* dq, float* dK, float* dD, con
     const int64_t nblocks = (s.C + kBlock - 1) / kBlock;
     const int64_t Hk = s.kernels();
     // With several channels per kernel, per-channel dK rows are summed afterwards in a fixed order.
-    std::vector<float> dK_channels(s.P > 1 ? size_t(s.C * s.L) : 0);
-    std::vector<double> dD_channels(size_t(s.C), 0.0);
+    Buffer<float> dK_channels(s.P > 1 ? size_t(s.C * s.L) : 0);
+    Buffer<double> dD_channels(size_t(s.C), 0.0);
     const float inv_n = 1.0f / float(n);
 #pragma omp parallel
     {
@@ -209,8 +209,8 @@ void fftconv_backward(float* du, float* dv, float* dq, float* dK, float* dD, con
 // ---------------------------------------------------------------------------------------------
 // Direct convolution, vectorised over channels. Kt: (L, C) transposed kernel taps.
 
-static std::vector<float> transpose_taps(const float* K, const FftConvShape& s) {
-    std::vector<float> Kt(size_t(s.L * s.C));
+static Buffer<float> transpose_taps(const float* K, const FftConvShape& s) {
+    Buffer<float> Kt(size_t(s.L * s.C));
     for (int64_t j = 0; j < s.L; j++)
         for (int64_t c = 0; c < s.C; c++) Kt[size_t(j * s.C + c)] = K[(c / s.P) * s.L + j];
     return Kt;
@@ -219,14 +219,14 @@ static std::vector<float> transpose_taps(const float* K, const FftConvShape& s) 
 void fftconv_forward_direct(float* y, const float* u, const float* v, const float* q, const float* K,
                             const float* D, const FftConvShape& s) {
     check_shape(s);
-    std::vector<float> Kt = transpose_taps(K, s);
-    std::vector<float> w(size_t(s.B * s.L * s.C));
+    Buffer<float> Kt = transpose_taps(K, s);
+    Buffer<float> w(size_t(s.B * s.L * s.C));
     const int64_t total = s.B * s.L * s.C;
 #pragma omp parallel for simd schedule(static)
     for (int64_t i = 0; i < total; i++) w[size_t(i)] = v ? u[i] * v[i] : u[i];
 #pragma omp parallel
     {
-        std::vector<float> acc(size_t(s.C));
+        Buffer<float> acc(size_t(s.C));
 #pragma omp for schedule(static)
         for (int64_t bl = 0; bl < s.B * s.L; bl++) {
             int64_t b = bl / s.L, l = bl % s.L;
@@ -250,9 +250,9 @@ void fftconv_backward_direct(float* du, float* dv, float* dq, float* dK, float* 
                              const float* u, const float* v, const float* q, const float* K, const float* D,
                              const FftConvShape& s) {
     check_shape(s);
-    std::vector<float> Kt = transpose_taps(K, s);
+    Buffer<float> Kt = transpose_taps(K, s);
     const int64_t total = s.B * s.L * s.C;
-    std::vector<float> w(static_cast<size_t>(total)), dz(static_cast<size_t>(total));
+    Buffer<float> w(static_cast<size_t>(total)), dz(static_cast<size_t>(total));
 #pragma omp parallel for simd schedule(static)
     for (int64_t i = 0; i < total; i++) {
         w[size_t(i)] = v ? u[i] * v[i] : u[i];
@@ -266,7 +266,7 @@ void fftconv_backward_direct(float* du, float* dv, float* dq, float* dK, float* 
     }
 #pragma omp parallel
     {
-        std::vector<float> acc(size_t(s.C));
+        Buffer<float> acc(size_t(s.C));
         // dw[l] = sum_{l' >= l} K[l' - l] dz[l'] + D dz[l]
 #pragma omp for schedule(static)
         for (int64_t bl = 0; bl < s.B * s.L; bl++) {
@@ -286,7 +286,7 @@ void fftconv_backward_direct(float* du, float* dv, float* dq, float* dK, float* 
             }
         }
         // dK[j] per channel: sum_b sum_{l >= j} dz[l] w[l - j]; threads split j.
-        std::vector<double> kacc(size_t(s.C));
+        Buffer<double> kacc(size_t(s.C));
 #pragma omp for schedule(static)
         for (int64_t j = 0; j < s.L; j++) {
             std::fill(kacc.begin(), kacc.end(), 0.0);
@@ -396,7 +396,7 @@ void fftconv_backward_unfused(float* du, float* dv, float* dq, float* dK, float*
         std::memset(w + s.L, 0, size_t(n + 2 - s.L) * sizeof(float));
         std::memset(g + s.L, 0, size_t(n + 2 - s.L) * sizeof(float));
     }
-    std::vector<double> dd(static_cast<size_t>(rows));
+    Buffer<double> dd(static_cast<size_t>(rows));
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; r++) {
         double t = 0;
@@ -415,7 +415,7 @@ void fftconv_backward_unfused(float* du, float* dv, float* dq, float* dK, float*
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; r++) fft.spectrum_mul_conj(G.p + r * stride, W.p + r * stride, W.p + r * stride);
     const int64_t Hk = s.kernels();
-    std::vector<float> acc(size_t(Hk * stride), 0.0f);
+    Buffer<float> acc(size_t(Hk * stride), 0.0f);
     for (int64_t r = 0; r < rows; r++) {
         float* a = acc.data() + ((r % s.C) / s.P) * stride;
         const float* x = W.p + r * stride;
@@ -475,13 +475,13 @@ void fftconv_forward_ref(float* y, const float* u, const float* v, const float* 
 void fftconv_backward_ref(float* du, float* dv, float* dq, float* dK, float* dD, const float* dy, const float* u,
                           const float* v, const float* q, const float* K, const float* D, const FftConvShape& s) {
     const int64_t Hk = s.kernels();
-    std::vector<double> gK(size_t(Hk * s.L), 0.0), gD(size_t(Hk), 0.0);
+    Buffer<double> gK(size_t(Hk * s.L), 0.0), gD(size_t(Hk), 0.0);
     auto idx = [&](int64_t b, int64_t l, int64_t c) { return (b * s.L + l) * s.C + c; };
     for (int64_t b = 0; b < s.B; b++)
         for (int64_t c = 0; c < s.C; c++) {
             int64_t h = c / s.P;
             const float* k = K + h * s.L;
-            std::vector<double> w(size_t(s.L)), dz(size_t(s.L));
+            Buffer<double> w(size_t(s.L)), dz(size_t(s.L));
             for (int64_t l = 0; l < s.L; l++) {
                 int64_t i = idx(b, l, c);
                 w[size_t(l)] = v ? double(u[i]) * double(v[i]) : double(u[i]);

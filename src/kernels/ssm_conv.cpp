@@ -4,6 +4,8 @@
 #include <cstring>
 #include <vector>
 
+#include "common/alloc.h"
+
 #include "common/check.h"
 
 namespace hippo {
@@ -19,16 +21,16 @@ inline int64_t pad16(int64_t v) { return (v + 15) / 16 * 16; }
 struct ChunkSetup {
     int64_t Hk, M, T, n, stride;
     RealFFT fft;
-    std::vector<float> Kf;          // (Hk, n+2) spectra of K[:T], scaled by 1/n
-    std::vector<cd> dA, dB, W;      // (Hk, M)
-    std::vector<cd> log_dA;
+    Buffer<float> Kf;          // (Hk, n+2) spectra of K[:T], scaled by 1/n
+    Buffer<cd> dA, dB, W;      // (Hk, M)
+    Buffer<cd> log_dA;
     ModalPowers pw;
 
     ChunkSetup(const SsmParams& p, const FftConvShape& s, int64_t chunk)
         : Hk(s.kernels()), M(p.M), T(std::min(chunk, s.L)), n(fftconv_fft_size(T)), stride(pad16(n + 2)), fft(n),
           Kf(size_t(Hk * (n + 2))), dA(size_t(Hk * M)), dB(size_t(Hk * M)), W(size_t(Hk * M)),
           log_dA(size_t(Hk * M)) {
-        std::vector<float> K(size_t(Hk * T));
+        Buffer<float> K(size_t(Hk * T));
         s4d_kernel_forward(K.data(), p.log_dt, p.inv_A_real, p.A_imag, p.B, p.C, Hk, M, T, p.disc);
         fftconv_kernel_spectrum(Kf.data(), K.data(), Hk, T, fft);
         s4d_discretize(dA.data(), dB.data(), W.data(), p.log_dt, p.inv_A_real, p.A_imag, p.B, p.C, Hk, M, p.disc);
@@ -54,7 +56,7 @@ void chunked_forward(float* y, const float* u, const float* v, const float* q, c
 #pragma omp parallel
     {
         Scratch rows(size_t(kBlock * stride)), work(cs.fft.work_floats() + 16);
-        std::vector<cd> X(size_t(kBlock * M)), R0(static_cast<size_t>(M)), Wx(static_cast<size_t>(M));
+        Buffer<cd> X(size_t(kBlock * M)), R0(static_cast<size_t>(M)), Wx(static_cast<size_t>(M));
 #pragma omp for schedule(static)
         for (int64_t blk = 0; blk < nblocks; blk++) {
             const int64_t c0 = blk * kBlock, cb = std::min(kBlock, s.C - c0);
@@ -105,26 +107,26 @@ void chunked_backward(float* du, float* dv, float* dq, const SsmParamGrads& g, c
     const int64_t M = cs.M, T = cs.T, n = cs.n, stride = cs.stride, Hk = cs.Hk;
     const int64_t nblocks = (s.C + kBlock - 1) / kBlock, nchunks = (s.L + T - 1) / T;
     // Per channel: power sums of the cross-chunk pairs and of the local kernel gradient, and dD.
-    std::vector<cd> S0c(size_t(s.C * M)), S1c(size_t(s.C * M));
-    std::vector<float> dK_local(size_t(s.C * T));
-    std::vector<double> dD_c(size_t(s.C), 0.0);
+    Buffer<cd> S0c(size_t(s.C * M)), S1c(size_t(s.C * M));
+    Buffer<float> dK_local(size_t(s.C * T));
+    Buffer<double> dD_c(size_t(s.C), 0.0);
     const float inv_n = 1.0f / float(n);
 #pragma omp parallel
     {
         Scratch wr(size_t(kBlock * stride)), zr(size_t(kBlock * stride)), gr(size_t(kBlock * stride)),
             acc(size_t(kBlock * stride)), tmp(static_cast<size_t>(pad16(T))), work(cs.fft.work_floats() + 16);
         // States at chunk starts: X_k, Y_k for every chunk of the block's rows.
-        std::vector<cd> XY(size_t(nchunks * kBlock * M * 2));
-        std::vector<cd> X(size_t(kBlock * M)), Y(size_t(kBlock * M)), gX(size_t(kBlock * M));
-        std::vector<cd> R0(static_cast<size_t>(M)), R1(static_cast<size_t>(M)), A(static_cast<size_t>(M)), Bs(static_cast<size_t>(M)), Wx(static_cast<size_t>(M));
+        Buffer<cd> XY(size_t(nchunks * kBlock * M * 2));
+        Buffer<cd> X(size_t(kBlock * M)), Y(size_t(kBlock * M)), gX(size_t(kBlock * M));
+        Buffer<cd> R0(static_cast<size_t>(M)), R1(static_cast<size_t>(M)), A(static_cast<size_t>(M)), Bs(static_cast<size_t>(M)), Wx(static_cast<size_t>(M));
 #pragma omp for schedule(static)
         for (int64_t blk = 0; blk < nblocks; blk++) {
             const int64_t c0 = blk * kBlock, cb = std::min(kBlock, s.C - c0);
             float d[kBlock];
             for (int64_t c = 0; c < cb; c++) d[c] = p.D[(c0 + c) / s.P];
             for (int64_t c = 0; c < cb; c++) std::memset(acc.p + c * stride, 0, size_t(n + 2) * sizeof(float));
-            std::vector<cd> s0(size_t(cb * M), 0.0), s1(size_t(cb * M), 0.0);
-            std::vector<double> dd(size_t(cb), 0.0);
+            Buffer<cd> s0(size_t(cb * M), 0.0), s1(size_t(cb * M), 0.0);
+            Buffer<double> dd(size_t(cb), 0.0);
             for (int64_t b = 0; b < s.B; b++) {
                 // Pass 1: states X_k, Y_k at the start of every chunk.
                 std::fill(X.begin(), X.end(), cd(0.0));
@@ -237,11 +239,11 @@ void chunked_backward(float* du, float* dv, float* dq, const SsmParamGrads& g, c
     }
     // Per kernel: local kernel gradient summed over its channels, its power sums, plus the
     // cross-chunk sums; then the chain rule into the parameters.
-    std::vector<cd> S0(size_t(Hk * M)), S1(size_t(Hk * M));
+    Buffer<cd> S0(size_t(Hk * M)), S1(size_t(Hk * M));
 #pragma omp parallel
     {
-        std::vector<float> dk(static_cast<size_t>(T));
-        std::vector<cd> a(static_cast<size_t>(M)), bsum(static_cast<size_t>(M));
+        Buffer<float> dk(static_cast<size_t>(T));
+        Buffer<cd> a(static_cast<size_t>(M)), bsum(static_cast<size_t>(M));
 #pragma omp for schedule(static)
         for (int64_t h = 0; h < Hk; h++) {
             std::copy(dK_local.begin() + h * s.P * T, dK_local.begin() + (h * s.P + 1) * T, dk.begin());
@@ -282,11 +284,11 @@ void ssm_conv_forward(float* y, const float* u, const float* v, const float* q, 
     // The final state comes out of the chunked kernel (one chunk when L <= chunk).
     if (path == SsmConvPath::chunked || final_state) return chunked_forward(y, u, v, q, p, s, chunk, final_state);
     const int64_t Hk = s.kernels();
-    std::vector<float> K(size_t(Hk * s.L));
+    Buffer<float> K(size_t(Hk * s.L));
     s4d_kernel_forward(K.data(), p.log_dt, p.inv_A_real, p.A_imag, p.B, p.C, Hk, p.M, s.L, p.disc);
     if (path == SsmConvPath::direct) return fftconv_forward_direct(y, u, v, q, K.data(), p.D, s);
     RealFFT fft(fftconv_fft_size(s.L));
-    std::vector<float> Kf(size_t(Hk * (fft.size() + 2)));
+    Buffer<float> Kf(size_t(Hk * (fft.size() + 2)));
     fftconv_kernel_spectrum(Kf.data(), K.data(), Hk, s.L, fft);
     fftconv_forward(y, u, v, q, Kf.data(), p.D, s, fft);
 }
@@ -298,13 +300,13 @@ void ssm_conv_backward(float* du, float* dv, float* dq, const SsmParamGrads& g, 
     if (int(path) < 0) path = ssm_conv_path(s.L, chunk);
     if (path == SsmConvPath::chunked) return chunked_backward(du, dv, dq, g, dy, u, v, q, p, s, chunk);
     const int64_t Hk = s.kernels();
-    std::vector<float> K(size_t(Hk * s.L)), dK(size_t(Hk * s.L));
+    Buffer<float> K(size_t(Hk * s.L)), dK(size_t(Hk * s.L));
     s4d_kernel_forward(K.data(), p.log_dt, p.inv_A_real, p.A_imag, p.B, p.C, Hk, p.M, s.L, p.disc);
     if (path == SsmConvPath::direct) {
         fftconv_backward_direct(du, dv, dq, dK.data(), g.D, dy, u, v, q, K.data(), p.D, s);
     } else {
         RealFFT fft(fftconv_fft_size(s.L));
-        std::vector<float> Kf(size_t(Hk * (fft.size() + 2)));
+        Buffer<float> Kf(size_t(Hk * (fft.size() + 2)));
         fftconv_kernel_spectrum(Kf.data(), K.data(), Hk, s.L, fft);
         fftconv_backward(du, dv, dq, dK.data(), g.D, dy, u, v, q, Kf.data(), p.D, s, fft);
     }
