@@ -81,6 +81,9 @@ struct FftwConv {
     fftwf_plan r2c, c2r;
     float* rbuf;
     fftwf_complex* cbuf;
+    // Spectra rows are padded to 8 complex numbers so every row keeps the plan's alignment (FFTW's
+    // new-array execute functions require it).
+    int64_t nc_stride() const { return (n / 2 + 1 + 7) / 8 * 8; }
     explicit FftwConv(int64_t L) : n(fftconv_fft_size(L)) {
         rbuf = fftwf_alloc_real(size_t(n));
         cbuf = fftwf_alloc_complex(size_t(n / 2 + 1));
@@ -93,7 +96,7 @@ struct FftwConv {
         fftwf_free(rbuf);
         fftwf_free(cbuf);
     }
-    // Kf: (C, n/2+1) complex spectra / n
+    // Kf: (C, nc_stride()) complex spectra / n
     void kernel_spectrum(fftwf_complex* Kf, const float* K, int64_t C, int64_t L) const {
 #pragma omp parallel
         {
@@ -102,7 +105,7 @@ struct FftwConv {
             for (int64_t c = 0; c < C; c++) {
                 for (int64_t l = 0; l < L; l++) r[l] = K[c * L + l] / float(n);
                 std::memset(r + L, 0, size_t(n - L) * sizeof(float));
-                fftwf_execute_dft_r2c(r2c, r, Kf + c * (n / 2 + 1));
+                fftwf_execute_dft_r2c(r2c, r, Kf + c * nc_stride());
             }
             fftwf_free(r);
         }
@@ -123,7 +126,7 @@ struct FftwConv {
                     float* r = rows + c * n;
                     std::memset(r + L, 0, size_t(n - L) * sizeof(float));
                     fftwf_execute_dft_r2c(r2c, r, spec);
-                    const fftwf_complex* k = Kf + (c0 + c) * nc;
+                    const fftwf_complex* k = Kf + (c0 + c) * nc_stride();
                     for (int64_t i = 0; i < nc; i++) {
                         float re = spec[i][0] * k[i][0] - spec[i][1] * k[i][1];
                         float im = spec[i][0] * k[i][1] + spec[i][1] * k[i][0];
@@ -215,7 +218,7 @@ std::vector<BenchRecord> bench_fftconv(const std::vector<long long>& lengths, lo
 #ifdef HIPPO_HAVE_FFTW
             if (gated) {
                 FftwConv fw(L);
-                fftwf_complex* Kfw = fftwf_alloc_complex(size_t(C * (fw.n / 2 + 1)));
+                fftwf_complex* Kfw = fftwf_alloc_complex(size_t(C * fw.nc_stride()));
                 fw.kernel_spectrum(Kfw, K.data(), C, L);
                 Measured wc = measure([&] { fw.forward(y.data(), u.data(), v.data(), q.data(), Kfw, p.D, C, L); }, min_runs, min_s, max_runs);
                 Measured wf = measure([&] {
