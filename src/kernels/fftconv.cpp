@@ -40,7 +40,6 @@ void fftconv_gather_rows(float* rows, int64_t stride, const float* u, const floa
             for (int64_t c = 0; c < cb; c++) rows[c * stride + l] = u[base + c];
         }
     }
-    for (int64_t c = 0; c < cb; c++) std::memset(rows + c * stride + T, 0, size_t(n + 2 - T) * sizeof(float));
 }
 
 int64_t fftconv_fft_size(int64_t L) {
@@ -60,8 +59,7 @@ void fftconv_kernel_spectrum(float* Kf, const float* K, int64_t Hk, int64_t L, c
         for (int64_t h = 0; h < Hk; h++) {
             float* row = Kf + h * (n + 2);
             for (int64_t l = 0; l < L; l++) row[l] = K[h * L + l] * inv_n;
-            std::memset(row + L, 0, size_t(n + 2 - L) * sizeof(float));
-            fft.forward_unordered(row, row, work.p);
+            fft.forward_unordered(row, row, work.p, L);
         }
     }
 }
@@ -86,9 +84,9 @@ void fftconv_forward(float* y, const float* u, const float* v, const float* q, c
                 for (int64_t c = 0; c < cb; c++) {
                     float* r = rows.p + c * stride;
                     const float* kf = Kf + ((c0 + c) / s.P) * (n + 2);
-                    fft.forward_unordered(r, r, work.p);
+                    fft.forward_unordered(r, r, work.p, s.L);
                     fft.spectrum_mul(r, kf, r);
-                    fft.inverse_unordered(r, r, work.p);
+                    fft.inverse_unordered(r, r, work.p, 1.0f, s.L);
                 }
                 // y = q * (z + D w), w recomputed from u, v (cheaper than keeping it).
                 float d[kBlock];
@@ -146,7 +144,6 @@ void fftconv_backward(float* du, float* dv, float* dq, float* dK, float* dD, con
                     int64_t base = (b * s.L + l) * s.C + c0;
                     for (int64_t c = 0; c < cb; c++) g.p[c * stride + l] = q ? dy[base + c] * q[base + c] : dy[base + c];
                 }
-                for (int64_t c = 0; c < cb; c++) std::memset(g.p + c * stride + s.L, 0, size_t(n + 2 - s.L) * sizeof(float));
                 for (int64_t c = 0; c < cb; c++) {
                     float* W = wf.p + c * stride;
                     float* Z = zr.p + c * stride;
@@ -157,16 +154,16 @@ void fftconv_backward(float* du, float* dv, float* dq, float* dK, float* dD, con
                     double sdw = 0;
                     for (int64_t l = 0; l < s.L; l++) sdw += double(G[l]) * double(W[l]);
                     dd[c] += sdw;
-                    fft.forward_unordered(W, W, work.p);
+                    fft.forward_unordered(W, W, work.p, s.L);
                     if (q) {
                         fft.spectrum_mul(W, kf, Z);
-                        fft.inverse_unordered(Z, Z, work.p);
+                        fft.inverse_unordered(Z, Z, work.p, 1.0f, s.L);
                     }
-                    fft.forward_unordered(G, G, work.p);
+                    fft.forward_unordered(G, G, work.p, s.L);
                     fft.spectrum_mul_conj(G, W, W);  // W no longer needed: reuse it for G conj(Wf)
                     for (int64_t i = 0; i < n + 2; i++) A[i] += W[i];
                     fft.spectrum_mul_conj(G, kf, G);
-                    fft.inverse_unordered(G, G, work.p);
+                    fft.inverse_unordered(G, G, work.p, 1.0f, s.L);
                 }
                 for (int64_t l = 0; l < s.L; l++) {
                     int64_t base = (b * s.L + l) * s.C + c0;
@@ -184,7 +181,7 @@ void fftconv_backward(float* du, float* dv, float* dq, float* dK, float* dD, con
             }
             for (int64_t c = 0; c < cb; c++) {
                 float* A = acc.p + c * stride;
-                fft.inverse_unordered(A, A, work.p, inv_n);
+                fft.inverse_unordered(A, A, work.p, inv_n, s.L);
                 float* dst = s.P > 1 ? dK_channels.data() + (c0 + c) * s.L : dK + (c0 + c) * s.L;
                 std::memcpy(dst, A, size_t(s.L) * sizeof(float));
                 dD_channels[size_t(c0 + c)] = dd[c];
@@ -332,14 +329,13 @@ void fftconv_forward_unfused(float* y, const float* u, const float* v, const flo
             int64_t i = (b * s.L + l) * s.C + c;
             x[l] = v ? u[i] * v[i] : u[i];
         }
-        std::memset(x + s.L, 0, size_t(n + 2 - s.L) * sizeof(float));
     }
     // pass 2: forward FFTs
 #pragma omp parallel
     {
         Scratch work(fft.work_floats() + 16);
 #pragma omp for schedule(static)
-        for (int64_t r = 0; r < rows; r++) fft.forward_unordered(X.p + r * stride, X.p + r * stride, work.p);
+        for (int64_t r = 0; r < rows; r++) fft.forward_unordered(X.p + r * stride, X.p + r * stride, work.p, s.L);
     }
     // pass 3: spectrum products
 #pragma omp parallel for schedule(static)
@@ -349,7 +345,7 @@ void fftconv_forward_unfused(float* y, const float* u, const float* v, const flo
     {
         Scratch work(fft.work_floats() + 16);
 #pragma omp for schedule(static)
-        for (int64_t r = 0; r < rows; r++) fft.inverse_unordered(X.p + r * stride, X.p + r * stride, work.p);
+        for (int64_t r = 0; r < rows; r++) fft.inverse_unordered(X.p + r * stride, X.p + r * stride, work.p, 1.0f, s.L);
     }
     // pass 5: skip term and output gate, back to (B, L, C)
 #pragma omp parallel for schedule(static)
@@ -377,8 +373,8 @@ void fftconv_backward_unfused(float* du, float* dv, float* dq, float* dK, float*
 #pragma omp for schedule(static)
             for (int64_t r = 0; r < rows; r++) {
                 float* x = buf + r * stride;
-                if (inverse) fft.inverse_unordered(x, x, work.p, scale);
-                else fft.forward_unordered(x, x, work.p);
+                if (inverse) fft.inverse_unordered(x, x, work.p, scale, s.L);
+                else fft.forward_unordered(x, x, work.p, s.L);
             }
         }
     };
@@ -393,8 +389,6 @@ void fftconv_backward_unfused(float* du, float* dv, float* dq, float* dK, float*
             w[l] = v ? u[i] * v[i] : u[i];
             g[l] = q ? dy[i] * q[i] : dy[i];
         }
-        std::memset(w + s.L, 0, size_t(n + 2 - s.L) * sizeof(float));
-        std::memset(g + s.L, 0, size_t(n + 2 - s.L) * sizeof(float));
     }
     Buffer<double> dd(static_cast<size_t>(rows));
 #pragma omp parallel for schedule(static)
@@ -425,7 +419,7 @@ void fftconv_backward_unfused(float* du, float* dv, float* dq, float* dK, float*
         Scratch work(fft.work_floats() + 16);
         for (int64_t h = 0; h < Hk; h++) {
             float* a = acc.data() + h * stride;
-            fft.inverse_unordered(a, a, work.p, 1.0f / float(n));
+            fft.inverse_unordered(a, a, work.p, 1.0f / float(n), s.L);
             std::memcpy(dK + h * s.L, a, size_t(s.L) * sizeof(float));
         }
     }

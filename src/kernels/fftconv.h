@@ -40,7 +40,8 @@ struct Scratch {
 };
 
 // Gathers w = u * v (or u) at times [l0, l0 + T) of batch row b, channels [c0, c0 + cb), from
-// (B, L, C) tensors into cb rows of `stride` floats, zero-padding each row from T to n + 2.
+// (B, L, C) tensors into the first T floats of cb rows of `stride` floats. The rest of a row is
+// not written: the FFT reads only its first T inputs (zero padding is implicit, RealFFT's len).
 void fftconv_gather_rows(float* rows, int64_t stride, const float* u, const float* v, int64_t b, int64_t l0,
                          int64_t T, int64_t c0, int64_t cb, int64_t L, int64_t C, int64_t n);
 

@@ -43,10 +43,10 @@ struct ChunkSetup {
 };
 
 // In-place FFT convolution of one gathered row with the kernel spectrum kf.
-inline void conv_row(float* row, const float* kf, const RealFFT& fft, float* work) {
-    fft.forward_unordered(row, row, work);
+inline void conv_row(float* row, int64_t T, const float* kf, const RealFFT& fft, float* work) {
+    fft.forward_unordered(row, row, work, T);
     fft.spectrum_mul(row, kf, row);
-    fft.inverse_unordered(row, row, work);
+    fft.inverse_unordered(row, row, work, 1.0f, T);
 }
 
 void chunked_forward(float* y, const float* u, const float* v, const float* q, const SsmParams& p,
@@ -71,7 +71,7 @@ void chunked_forward(float* y, const float* u, const float* v, const float* q, c
                         cd* x = X.data() + c * M;
                         // State increment from this chunk's inputs, before the row is transformed.
                         cs.pw.sums(R0.data(), nullptr, row, Tc, h, /*reversed=*/true);
-                        conv_row(row, cs.kf(h), cs.fft, work.p);
+                        conv_row(row, Tc, cs.kf(h), cs.fft, work.p);
                         if (l0 > 0) {
                             for (int64_t m = 0; m < M; m++) Wx[size_t(m)] = cs.W[size_t(h * M + m)] * cs.dA[size_t(h * M + m)] * x[m];
                             cs.pw.eval(row, Tc, Wx.data(), h);
@@ -161,8 +161,6 @@ void chunked_backward(float* du, float* dv, float* dq, const SsmParamGrads& g, c
                         for (int64_t c = 0; c < cb; c++)
                             gr.p[c * stride + l] = q ? dy[base + c] * q[base + c] : dy[base + c];
                     }
-                    for (int64_t c = 0; c < cb; c++)
-                        std::memset(gr.p + c * stride + Tc, 0, size_t(n + 2 - Tc) * sizeof(float));
                     for (int64_t c = 0; c < cb; c++) {
                         const int64_t h = (c0 + c) / s.P;
                         float* Wr = wr.p + c * stride;
@@ -181,10 +179,10 @@ void chunked_backward(float* du, float* dv, float* dq, const SsmParamGrads& g, c
                             s0[size_t(c * M + m)] += z * A[size_t(m)] * Xk;
                             s1[size_t(c * M + m)] += z * ((A[size_t(m)] + Bs[size_t(m)]) * Xk + A[size_t(m)] * Yk);
                         }
-                        cs.fft.forward_unordered(Wr, Wr, work.p);
+                        cs.fft.forward_unordered(Wr, Wr, work.p, Tc);
                         if (q) {
                             cs.fft.spectrum_mul(Wr, cs.kf(h), Zr);
-                            cs.fft.inverse_unordered(Zr, Zr, work.p);
+                            cs.fft.inverse_unordered(Zr, Zr, work.p, 1.0f, Tc);
                             if (k > 0) {
                                 for (int64_t m = 0; m < M; m++) {
                                     size_t hm = size_t(h * M + m);
@@ -193,12 +191,12 @@ void chunked_backward(float* du, float* dv, float* dq, const SsmParamGrads& g, c
                                 cs.pw.eval(Zr, Tc, Wx.data(), h);
                             }
                         }
-                        cs.fft.forward_unordered(G, G, work.p);
+                        cs.fft.forward_unordered(G, G, work.p, Tc);
                         cs.fft.spectrum_mul_conj(G, Wr, Wr);
                         float* Ac = acc.p + c * stride;
                         for (int64_t i = 0; i < n + 2; i++) Ac[i] += Wr[i];
                         cs.fft.spectrum_mul_conj(G, cs.kf(h), G);
-                        cs.fft.inverse_unordered(G, G, work.p);
+                        cs.fft.inverse_unordered(G, G, work.p, 1.0f, Tc);
                         // Inputs of this chunk reach later chunks through X_{k+1}.
                         if (k < nchunks - 1) {
                             for (int64_t m = 0; m < M; m++) Wx[size_t(m)] = 0.5 * std::conj(gx[m]);
@@ -227,7 +225,7 @@ void chunked_backward(float* du, float* dv, float* dq, const SsmParamGrads& g, c
             }
             for (int64_t c = 0; c < cb; c++) {
                 float* Ac = acc.p + c * stride;
-                cs.fft.inverse_unordered(Ac, Ac, work.p, inv_n);
+                cs.fft.inverse_unordered(Ac, Ac, work.p, inv_n, T);
                 std::memcpy(dK_local.data() + (c0 + c) * T, Ac, size_t(T) * sizeof(float));
                 for (int64_t m = 0; m < M; m++) {
                     S0c[size_t((c0 + c) * M + m)] = s0[size_t(c * M + m)];
