@@ -93,14 +93,18 @@ std::string blas_backend() {
         case 1: par = "pthreads"; break;
         case 2: par = "OpenMP"; break;
     }
-    return strf("OpenBLAS %s (%s, core %s)", openblas_get_config(), par, openblas_get_corename());
+    return strf("%s (%s threading, core %s)", openblas_get_config(), par, openblas_get_corename());
 #else
     return "built-in blocked GEMM";
 #endif
 }
 
 std::string fft_backend() {
-    std::string s = "hippo real FFT (power of two, AVX-512 when compiled in)";
+#ifdef __AVX512F__
+    std::string s = "hippo real FFT (power of two, radix-4 AVX-512)";
+#else
+    std::string s = "hippo real FFT (power of two, scalar radix-2)";
+#endif
 #ifdef HIPPO_HAVE_FFTW
     s += strf("; peer %s", fftwf_version);
 #endif
