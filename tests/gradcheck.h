@@ -86,6 +86,17 @@ inline void expect_gradients_match(const std::function<Tensor(const std::vector<
     }
 }
 
+// max |a - b| / max(max |b|, 1e-3): compares long sums (convolutions, scans) at their own scale.
+inline double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
+    double num = 0, den = 1e-3;
+    for (size_t i = 0; i < a.size() && i < b.size(); i++) {
+        num = std::max(num, std::fabs(double(a[i]) - double(b[i])));
+        den = std::max(den, std::fabs(double(b[i])));
+    }
+    return a.size() == b.size() ? num / den : INFINITY;
+}
+inline double max_rel_diff(const Tensor& a, const Tensor& b) { return max_rel_diff(a.to_vector(), b.to_vector()); }
+
 // Max absolute difference and the reference scale, for comparing a kernel against its _ref.
 inline void expect_close(const float* got, const float* ref, int64_t n, double atol, double rtol,
                          const char* what = "") {

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/rng.h"
+#include "gradcheck.h"
 #include "kernels/fft.h"
 #include "kernels/fftconv.h"
 
@@ -19,15 +20,6 @@ std::vector<float> randv(size_t n, Rng& rng, float scale = 1.0f) {
     return v;
 }
 
-// Max |a - b| relative to max |b| (+ a floor), so long sums are compared at their own scale.
-double rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
-    double num = 0, den = 1e-3;
-    for (size_t i = 0; i < a.size(); i++) {
-        num = std::max(num, std::fabs(double(a[i]) - double(b[i])));
-        den = std::max(den, std::fabs(double(b[i])));
-    }
-    return num / den;
-}
 
 struct Case {
     FftConvShape s;
@@ -65,9 +57,9 @@ void run_case(const Case& cs, uint64_t seed) {
     fftconv_forward_unfused(y_unfused.data(), u.data(), pv, pq, Kf.data(), D.data(), s, fft);
     fftconv_forward_direct(y_direct.data(), u.data(), pv, pq, K.data(), D.data(), s);
     const double tol = 2e-5;
-    EXPECT_LT(rel_diff(y_fused, y_ref), tol) << "fused fwd " << what;
-    EXPECT_LT(rel_diff(y_unfused, y_ref), tol) << "unfused fwd " << what;
-    EXPECT_LT(rel_diff(y_direct, y_ref), tol) << "direct fwd " << what;
+    EXPECT_LT(test::max_rel_diff(y_fused, y_ref), tol) << "fused fwd " << what;
+    EXPECT_LT(test::max_rel_diff(y_unfused, y_ref), tol) << "unfused fwd " << what;
+    EXPECT_LT(test::max_rel_diff(y_direct, y_ref), tol) << "direct fwd " << what;
 
     Grads gr(s), gf(s), gu(s), gd(s);
     fftconv_backward_ref(gr.du.data(), gr.dv.data(), gr.dq.data(), gr.dK.data(), gr.dD.data(), dy.data(), u.data(), pv,
@@ -80,11 +72,11 @@ void run_case(const Case& cs, uint64_t seed) {
                             pv, pq, K.data(), D.data(), s);
     for (auto* g : {&gf, &gu, &gd}) {
         const char* name = g == &gf ? "fused" : g == &gu ? "unfused" : "direct";
-        EXPECT_LT(rel_diff(g->du, gr.du), tol) << name << " du " << what;
-        if (cs.gate_v) EXPECT_LT(rel_diff(g->dv, gr.dv), tol) << name << " dv " << what;
-        if (cs.gate_q) EXPECT_LT(rel_diff(g->dq, gr.dq), tol) << name << " dq " << what;
-        EXPECT_LT(rel_diff(g->dK, gr.dK), tol) << name << " dK " << what;
-        EXPECT_LT(rel_diff(g->dD, gr.dD), tol) << name << " dD " << what;
+        EXPECT_LT(test::max_rel_diff(g->du, gr.du), tol) << name << " du " << what;
+        if (cs.gate_v) EXPECT_LT(test::max_rel_diff(g->dv, gr.dv), tol) << name << " dv " << what;
+        if (cs.gate_q) EXPECT_LT(test::max_rel_diff(g->dq, gr.dq), tol) << name << " dq " << what;
+        EXPECT_LT(test::max_rel_diff(g->dK, gr.dK), tol) << name << " dK " << what;
+        EXPECT_LT(test::max_rel_diff(g->dD, gr.dD), tol) << name << " dD " << what;
     }
 }
 

@@ -16,15 +16,6 @@ using hippo::test::randn;
 
 namespace {
 
-double max_rel(const Tensor& a, const Tensor& b) {
-    auto x = a.to_vector(), y = b.to_vector();
-    double num = 0, den = 1e-3;
-    for (size_t i = 0; i < x.size(); i++) {
-        num = std::max(num, std::fabs(double(x[i]) - double(y[i])));
-        den = std::max(den, std::fabs(double(y[i])));
-    }
-    return num / den;
-}
 
 // Row t of every sequence: (B, L, D) -> (B, D)
 Tensor time_slice(const Tensor& u, int64_t t) { return u.select(1, t).contiguous(); }
@@ -54,16 +45,16 @@ TEST_P(H3Modes, StepLoopAndPrefillEqualParallel) {
     H3State st = layer.new_state(Bn);
     for (int64_t t = 0; t < L; t++) {
         Tensor yt = layer.step(time_slice(u, t), st);
-        EXPECT_LT(max_rel(yt, time_slice(y, t)), 1e-4) << "step t=" << t;
+        EXPECT_LT(test::max_rel_diff(yt, time_slice(y, t)), 1e-4) << "step t=" << t;
     }
     // Prefill the first part, then step the rest.
     const int64_t split = 20;
     H3State st2 = layer.new_state(Bn);
     Tensor yp = layer.prefill(u.slice(1, 0, split).contiguous(), st2);
-    EXPECT_LT(max_rel(yp, y.slice(1, 0, split).contiguous()), 1e-5);
+    EXPECT_LT(test::max_rel_diff(yp, y.slice(1, 0, split).contiguous()), 1e-5);
     for (int64_t t = split; t < L; t++) {
         Tensor yt = layer.step(time_slice(u, t), st2);
-        EXPECT_LT(max_rel(yt, time_slice(y, t)), 1e-4) << "after prefill t=" << t;
+        EXPECT_LT(test::max_rel_diff(yt, time_slice(y, t)), 1e-4) << "after prefill t=" << t;
     }
 }
 
@@ -80,16 +71,16 @@ TEST_P(H3Modes, ChunkedEqualsOneFft) {
     u.set_requires_grad();
     u2.set_requires_grad();
     Tensor y1 = big.forward(u), y2 = chunked.forward(u2);
-    EXPECT_LT(max_rel(y2, y1), 1e-4);
+    EXPECT_LT(test::max_rel_diff(y2, y1), 1e-4);
     Tensor g = randn(y1.shape(), rng);
     y1.backward(g);
     y2.backward(g);
-    EXPECT_LT(max_rel(u2.grad(), u.grad()), 1e-4);
+    EXPECT_LT(test::max_rel_diff(u2.grad(), u.grad()), 1e-4);
     auto p1 = big.named_parameters(), p2 = chunked.named_parameters();
     ASSERT_EQ(p1.size(), p2.size());
     for (size_t i = 0; i < p1.size(); i++) {
         EXPECT_EQ(p1[i].first, p2[i].first);
-        EXPECT_LT(max_rel(p2[i].second.grad(), p1[i].second.grad()), 2e-4) << p1[i].first;
+        EXPECT_LT(test::max_rel_diff(p2[i].second.grad(), p1[i].second.grad()), 2e-4) << p1[i].first;
     }
 }
 
@@ -171,8 +162,8 @@ TEST(S4D, StepEqualsParallelAndGradients) {
         Tensor y = layer.forward(u);
         S4DState st = layer.new_state(2);
         Tensor yp = layer.prefill(u.slice(1, 0, 10).contiguous(), st);
-        EXPECT_LT(max_rel(yp, y.slice(1, 0, 10).contiguous()), 1e-5);
-        for (int64_t t = 10; t < 21; t++) EXPECT_LT(max_rel(layer.step(time_slice(u, t), st), time_slice(y, t)), 1e-4);
+        EXPECT_LT(test::max_rel_diff(yp, y.slice(1, 0, 10).contiguous()), 1e-5);
+        for (int64_t t = 10; t < 21; t++) EXPECT_LT(test::max_rel_diff(layer.step(time_slice(u, t), st), time_slice(y, t)), 1e-4);
     }
     std::vector<Tensor> inputs{u};
     for (auto& [name, p] : layer.named_parameters()) inputs.push_back(p);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/rng.h"
+#include "gradcheck.h"
 #include "kernels/fftconv.h"
 #include "kernels/ssm_conv.h"
 
@@ -75,28 +76,20 @@ Out run(Problem& pr, int64_t chunk, SsmConvPath path, bool gates) {
     return o;
 }
 
-double rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
-    double num = 0, den = 1e-3;
-    for (size_t i = 0; i < a.size(); i++) {
-        num = std::max(num, std::fabs(double(a[i]) - double(b[i])));
-        den = std::max(den, std::fabs(double(b[i])));
-    }
-    return num / den;
-}
 
 void expect_same(const Out& a, const Out& r, bool gates, const std::string& what, double tol = 3e-5) {
-    EXPECT_LT(rel_diff(a.y, r.y), tol) << "y " << what;
-    EXPECT_LT(rel_diff(a.du, r.du), tol) << "du " << what;
+    EXPECT_LT(test::max_rel_diff(a.y, r.y), tol) << "y " << what;
+    EXPECT_LT(test::max_rel_diff(a.du, r.du), tol) << "du " << what;
     if (gates) {
-        EXPECT_LT(rel_diff(a.dv, r.dv), tol) << "dv " << what;
-        EXPECT_LT(rel_diff(a.dq, r.dq), tol) << "dq " << what;
+        EXPECT_LT(test::max_rel_diff(a.dv, r.dv), tol) << "dv " << what;
+        EXPECT_LT(test::max_rel_diff(a.dq, r.dq), tol) << "dq " << what;
     }
-    EXPECT_LT(rel_diff(a.g_log_dt, r.g_log_dt), tol) << "log_dt " << what;
-    EXPECT_LT(rel_diff(a.g_iar, r.g_iar), tol) << "inv_A_real " << what;
-    EXPECT_LT(rel_diff(a.g_aim, r.g_aim), tol) << "A_imag " << what;
-    EXPECT_LT(rel_diff(a.gB, r.gB), tol) << "B " << what;
-    EXPECT_LT(rel_diff(a.gC, r.gC), tol) << "C " << what;
-    EXPECT_LT(rel_diff(a.gD, r.gD), tol) << "D " << what;
+    EXPECT_LT(test::max_rel_diff(a.g_log_dt, r.g_log_dt), tol) << "log_dt " << what;
+    EXPECT_LT(test::max_rel_diff(a.g_iar, r.g_iar), tol) << "inv_A_real " << what;
+    EXPECT_LT(test::max_rel_diff(a.g_aim, r.g_aim), tol) << "A_imag " << what;
+    EXPECT_LT(test::max_rel_diff(a.gB, r.gB), tol) << "B " << what;
+    EXPECT_LT(test::max_rel_diff(a.gC, r.gC), tol) << "C " << what;
+    EXPECT_LT(test::max_rel_diff(a.gD, r.gD), tol) << "D " << what;
 }
 
 }  // namespace

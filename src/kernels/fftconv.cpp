@@ -26,9 +26,6 @@ void check_shape(const FftConvShape& s) {
 
 }  // namespace
 
-Scratch::Scratch(size_t floats)
-    : p(static_cast<float*>(cached_alloc(floats * sizeof(float)))), bytes(floats * sizeof(float)) {}
-Scratch::~Scratch() { cached_free(p, bytes); }
 
 void fftconv_gather_rows(float* rows, int64_t stride, const float* u, const float* v, int64_t b, int64_t l0,
                          int64_t T, int64_t c0, int64_t cb, int64_t L, int64_t C, int64_t n) {
@@ -54,12 +51,12 @@ void fftconv_kernel_spectrum(float* Kf, const float* K, int64_t Hk, int64_t L, c
     const float inv_n = 1.0f / float(n);
 #pragma omp parallel
     {
-        Scratch work(fft.work_floats() + 16);
+        Buffer<float> work(fft.work_floats() + 16);
 #pragma omp for schedule(static)
         for (int64_t h = 0; h < Hk; h++) {
             float* row = Kf + h * (n + 2);
             for (int64_t l = 0; l < L; l++) row[l] = K[h * L + l] * inv_n;
-            fft.forward_unordered(row, row, work.p, L);
+            fft.forward_unordered(row, row, work.data(), L);
         }
     }
 }
@@ -75,18 +72,18 @@ void fftconv_forward(float* y, const float* u, const float* v, const float* q, c
     const int64_t nblocks = (s.C + kBlock - 1) / kBlock;
 #pragma omp parallel
     {
-        Scratch rows(size_t(kBlock * stride)), work(fft.work_floats() + 16);
+        Buffer<float> rows(size_t(kBlock * stride)), work(fft.work_floats() + 16);
 #pragma omp for schedule(static)
         for (int64_t blk = 0; blk < nblocks; blk++) {
             const int64_t c0 = blk * kBlock, cb = std::min(kBlock, s.C - c0);
             for (int64_t b = 0; b < s.B; b++) {
-                fftconv_gather_rows(rows.p, stride, u, v, b, 0, s.L, c0, cb, s.L, s.C, n);
+                fftconv_gather_rows(rows.data(), stride, u, v, b, 0, s.L, c0, cb, s.L, s.C, n);
                 for (int64_t c = 0; c < cb; c++) {
-                    float* r = rows.p + c * stride;
+                    float* r = rows.data() + c * stride;
                     const float* kf = Kf + ((c0 + c) / s.P) * (n + 2);
-                    fft.forward_unordered(r, r, work.p, s.L);
+                    fft.forward_unordered(r, r, work.data(), s.L);
                     fft.spectrum_mul(r, kf, r);
-                    fft.inverse_unordered(r, r, work.p, 1.0f, s.L);
+                    fft.inverse_unordered(r, r, work.data(), 1.0f, s.L);
                 }
                 // y = q * (z + D w), w recomputed from u, v (cheaper than keeping it).
                 float d[kBlock];
@@ -95,7 +92,7 @@ void fftconv_forward(float* y, const float* u, const float* v, const float* q, c
                     int64_t base = (b * s.L + l) * s.C + c0;
                     for (int64_t c = 0; c < cb; c++) {
                         float w = v ? u[base + c] * v[base + c] : u[base + c];
-                        float z = rows.p[c * stride + l] + d[c] * w;
+                        float z = rows.data()[c * stride + l] + d[c] * w;
                         y[base + c] = q ? q[base + c] * z : z;
                     }
                 }
@@ -128,7 +125,7 @@ void fftconv_backward(float* du, float* dv, float* dq, float* dK, float* dD, con
 #pragma omp parallel
     {
         // wf: spectra of w; zr: z rows; g: dz spectra then dw rows; acc: sum_b G conj(Wf).
-        Scratch wf(size_t(kBlock * stride)), zr(size_t(kBlock * stride)), g(size_t(kBlock * stride)),
+        Buffer<float> wf(size_t(kBlock * stride)), zr(size_t(kBlock * stride)), g(size_t(kBlock * stride)),
             acc(size_t(kBlock * stride)), work(fft.work_floats() + 16);
 #pragma omp for schedule(static)
         for (int64_t blk = 0; blk < nblocks; blk++) {
@@ -136,34 +133,34 @@ void fftconv_backward(float* du, float* dv, float* dq, float* dK, float* dD, con
             float d[kBlock];
             double dd[kBlock] = {};
             for (int64_t c = 0; c < cb; c++) d[c] = D[(c0 + c) / s.P];
-            for (int64_t c = 0; c < cb; c++) std::memset(acc.p + c * stride, 0, size_t(n + 2) * sizeof(float));
+            for (int64_t c = 0; c < cb; c++) std::memset(acc.data() + c * stride, 0, size_t(n + 2) * sizeof(float));
             for (int64_t b = 0; b < s.B; b++) {
-                fftconv_gather_rows(wf.p, stride, u, v, b, 0, s.L, c0, cb, s.L, s.C, n);
+                fftconv_gather_rows(wf.data(), stride, u, v, b, 0, s.L, c0, cb, s.L, s.C, n);
                 // dz rows
                 for (int64_t l = 0; l < s.L; l++) {
                     int64_t base = (b * s.L + l) * s.C + c0;
-                    for (int64_t c = 0; c < cb; c++) g.p[c * stride + l] = q ? dy[base + c] * q[base + c] : dy[base + c];
+                    for (int64_t c = 0; c < cb; c++) g.data()[c * stride + l] = q ? dy[base + c] * q[base + c] : dy[base + c];
                 }
                 for (int64_t c = 0; c < cb; c++) {
-                    float* W = wf.p + c * stride;
-                    float* Z = zr.p + c * stride;
-                    float* G = g.p + c * stride;
-                    float* A = acc.p + c * stride;
+                    float* W = wf.data() + c * stride;
+                    float* Z = zr.data() + c * stride;
+                    float* G = g.data() + c * stride;
+                    float* A = acc.data() + c * stride;
                     const float* kf = Kf + ((c0 + c) / s.P) * (n + 2);
                     // dD needs sum dz * w in the time domain: take it before the transforms.
                     double sdw = 0;
                     for (int64_t l = 0; l < s.L; l++) sdw += double(G[l]) * double(W[l]);
                     dd[c] += sdw;
-                    fft.forward_unordered(W, W, work.p, s.L);
+                    fft.forward_unordered(W, W, work.data(), s.L);
                     if (q) {
                         fft.spectrum_mul(W, kf, Z);
-                        fft.inverse_unordered(Z, Z, work.p, 1.0f, s.L);
+                        fft.inverse_unordered(Z, Z, work.data(), 1.0f, s.L);
                     }
-                    fft.forward_unordered(G, G, work.p, s.L);
+                    fft.forward_unordered(G, G, work.data(), s.L);
                     fft.spectrum_mul_conj(G, W, W);  // W no longer needed: reuse it for G conj(Wf)
                     for (int64_t i = 0; i < n + 2; i++) A[i] += W[i];
                     fft.spectrum_mul_conj(G, kf, G);
-                    fft.inverse_unordered(G, G, work.p, 1.0f, s.L);
+                    fft.inverse_unordered(G, G, work.data(), 1.0f, s.L);
                 }
                 for (int64_t l = 0; l < s.L; l++) {
                     int64_t base = (b * s.L + l) * s.C + c0;
@@ -172,16 +169,16 @@ void fftconv_backward(float* du, float* dv, float* dq, float* dK, float* dD, con
                         float vv = v ? v[base + c] : 1.0f;
                         float w = uu * vv;
                         float dz = q ? dy[base + c] * q[base + c] : dy[base + c];
-                        if (q) dq[base + c] = dy[base + c] * (zr.p[c * stride + l] + d[c] * w);
-                        float dw = g.p[c * stride + l] + d[c] * dz;
+                        if (q) dq[base + c] = dy[base + c] * (zr.data()[c * stride + l] + d[c] * w);
+                        float dw = g.data()[c * stride + l] + d[c] * dz;
                         du[base + c] = dw * vv;
                         if (v) dv[base + c] = dw * uu;
                     }
                 }
             }
             for (int64_t c = 0; c < cb; c++) {
-                float* A = acc.p + c * stride;
-                fft.inverse_unordered(A, A, work.p, inv_n, s.L);
+                float* A = acc.data() + c * stride;
+                fft.inverse_unordered(A, A, work.data(), inv_n, s.L);
                 float* dst = s.P > 1 ? dK_channels.data() + (c0 + c) * s.L : dK + (c0 + c) * s.L;
                 std::memcpy(dst, A, size_t(s.L) * sizeof(float));
                 dD_channels[size_t(c0 + c)] = dd[c];
@@ -319,12 +316,12 @@ void fftconv_forward_unfused(float* y, const float* u, const float* v, const flo
                              const float* D, const FftConvShape& s, const RealFFT& fft) {
     check_shape(s);
     const int64_t n = fft.size(), rows = s.B * s.C, stride = pad16(n + 2);
-    Scratch X(size_t(rows * stride));
+    Buffer<float> X(size_t(rows * stride));
     // pass 1: gate and transpose into zero-padded rows
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; r++) {
         int64_t b = r / s.C, c = r % s.C;
-        float* x = X.p + r * stride;
+        float* x = X.data() + r * stride;
         for (int64_t l = 0; l < s.L; l++) {
             int64_t i = (b * s.L + l) * s.C + c;
             x[l] = v ? u[i] * v[i] : u[i];
@@ -333,19 +330,19 @@ void fftconv_forward_unfused(float* y, const float* u, const float* v, const flo
     // pass 2: forward FFTs
 #pragma omp parallel
     {
-        Scratch work(fft.work_floats() + 16);
+        Buffer<float> work(fft.work_floats() + 16);
 #pragma omp for schedule(static)
-        for (int64_t r = 0; r < rows; r++) fft.forward_unordered(X.p + r * stride, X.p + r * stride, work.p, s.L);
+        for (int64_t r = 0; r < rows; r++) fft.forward_unordered(X.data() + r * stride, X.data() + r * stride, work.data(), s.L);
     }
     // pass 3: spectrum products
 #pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; r++) fft.spectrum_mul(X.p + r * stride, Kf + ((r % s.C) / s.P) * (n + 2), X.p + r * stride);
+    for (int64_t r = 0; r < rows; r++) fft.spectrum_mul(X.data() + r * stride, Kf + ((r % s.C) / s.P) * (n + 2), X.data() + r * stride);
     // pass 4: inverse FFTs
 #pragma omp parallel
     {
-        Scratch work(fft.work_floats() + 16);
+        Buffer<float> work(fft.work_floats() + 16);
 #pragma omp for schedule(static)
-        for (int64_t r = 0; r < rows; r++) fft.inverse_unordered(X.p + r * stride, X.p + r * stride, work.p, 1.0f, s.L);
+        for (int64_t r = 0; r < rows; r++) fft.inverse_unordered(X.data() + r * stride, X.data() + r * stride, work.data(), 1.0f, s.L);
     }
     // pass 5: skip term and output gate, back to (B, L, C)
 #pragma omp parallel for schedule(static)
@@ -354,7 +351,7 @@ void fftconv_forward_unfused(float* y, const float* u, const float* v, const flo
         for (int64_t c = 0; c < s.C; c++) {
             int64_t i = bl * s.C + c;
             float w = v ? u[i] * v[i] : u[i];
-            float z = X.p[(b * s.C + c) * stride + l] + D[c / s.P] * w;
+            float z = X.data()[(b * s.C + c) * stride + l] + D[c / s.P] * w;
             y[i] = q ? q[i] * z : z;
         }
     }
@@ -365,16 +362,16 @@ void fftconv_backward_unfused(float* du, float* dv, float* dq, float* dK, float*
                               const FftConvShape& s, const RealFFT& fft) {
     check_shape(s);
     const int64_t n = fft.size(), rows = s.B * s.C, stride = pad16(n + 2);
-    Scratch W(size_t(rows * stride)), G(size_t(rows * stride)), Z(size_t(rows * stride));
+    Buffer<float> W(size_t(rows * stride)), G(size_t(rows * stride)), Z(size_t(rows * stride));
     auto for_rows_fft = [&](float* buf, bool inverse, float scale) {
 #pragma omp parallel
         {
-            Scratch work(fft.work_floats() + 16);
+            Buffer<float> work(fft.work_floats() + 16);
 #pragma omp for schedule(static)
             for (int64_t r = 0; r < rows; r++) {
                 float* x = buf + r * stride;
-                if (inverse) fft.inverse_unordered(x, x, work.p, scale, s.L);
-                else fft.forward_unordered(x, x, work.p, s.L);
+                if (inverse) fft.inverse_unordered(x, x, work.data(), scale, s.L);
+                else fft.forward_unordered(x, x, work.data(), s.L);
             }
         }
     };
@@ -382,8 +379,8 @@ void fftconv_backward_unfused(float* du, float* dv, float* dq, float* dK, float*
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; r++) {
         int64_t b = r / s.C, c = r % s.C;
-        float* w = W.p + r * stride;
-        float* g = G.p + r * stride;
+        float* w = W.data() + r * stride;
+        float* g = G.data() + r * stride;
         for (int64_t l = 0; l < s.L; l++) {
             int64_t i = (b * s.L + l) * s.C + c;
             w[l] = v ? u[i] * v[i] : u[i];
@@ -394,39 +391,39 @@ void fftconv_backward_unfused(float* du, float* dv, float* dq, float* dK, float*
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; r++) {
         double t = 0;
-        for (int64_t l = 0; l < s.L; l++) t += double(W.p[r * stride + l]) * double(G.p[r * stride + l]);
+        for (int64_t l = 0; l < s.L; l++) t += double(W.data()[r * stride + l]) * double(G.data()[r * stride + l]);
         dd[size_t(r)] = t;
     }
-    for_rows_fft(W.p, false, 1.0f);
-    for_rows_fft(G.p, false, 1.0f);
+    for_rows_fft(W.data(), false, 1.0f);
+    for_rows_fft(G.data(), false, 1.0f);
     // z = irfft(Wf Kf) for dq
     if (q) {
 #pragma omp parallel for schedule(static)
-        for (int64_t r = 0; r < rows; r++) fft.spectrum_mul(W.p + r * stride, Kf + ((r % s.C) / s.P) * (n + 2), Z.p + r * stride);
-        for_rows_fft(Z.p, true, 1.0f);
+        for (int64_t r = 0; r < rows; r++) fft.spectrum_mul(W.data() + r * stride, Kf + ((r % s.C) / s.P) * (n + 2), Z.data() + r * stride);
+        for_rows_fft(Z.data(), true, 1.0f);
     }
     // G conj(Wf) summed over the batch and the channels of a kernel (into W of batch 0's rows)
 #pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; r++) fft.spectrum_mul_conj(G.p + r * stride, W.p + r * stride, W.p + r * stride);
+    for (int64_t r = 0; r < rows; r++) fft.spectrum_mul_conj(G.data() + r * stride, W.data() + r * stride, W.data() + r * stride);
     const int64_t Hk = s.kernels();
     Buffer<float> acc(size_t(Hk * stride), 0.0f);
     for (int64_t r = 0; r < rows; r++) {
         float* a = acc.data() + ((r % s.C) / s.P) * stride;
-        const float* x = W.p + r * stride;
+        const float* x = W.data() + r * stride;
         for (int64_t i = 0; i < n + 2; i++) a[i] += x[i];
     }
     {
-        Scratch work(fft.work_floats() + 16);
+        Buffer<float> work(fft.work_floats() + 16);
         for (int64_t h = 0; h < Hk; h++) {
             float* a = acc.data() + h * stride;
-            fft.inverse_unordered(a, a, work.p, 1.0f / float(n), s.L);
+            fft.inverse_unordered(a, a, work.data(), 1.0f / float(n), s.L);
             std::memcpy(dK + h * s.L, a, size_t(s.L) * sizeof(float));
         }
     }
     // dw = irfft(G conj(Kf))
 #pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; r++) fft.spectrum_mul_conj(G.p + r * stride, Kf + ((r % s.C) / s.P) * (n + 2), G.p + r * stride);
-    for_rows_fft(G.p, true, 1.0f);
+    for (int64_t r = 0; r < rows; r++) fft.spectrum_mul_conj(G.data() + r * stride, Kf + ((r % s.C) / s.P) * (n + 2), G.data() + r * stride);
+    for_rows_fft(G.data(), true, 1.0f);
 #pragma omp parallel for schedule(static)
     for (int64_t bl = 0; bl < s.B * s.L; bl++) {
         int64_t b = bl / s.L, l = bl % s.L;
@@ -434,8 +431,8 @@ void fftconv_backward_unfused(float* du, float* dv, float* dq, float* dK, float*
             int64_t i = bl * s.C + c, r = b * s.C + c;
             float uu = u[i], vv = v ? v[i] : 1.0f, w = uu * vv;
             float dz = q ? dy[i] * q[i] : dy[i];
-            if (q) dq[i] = dy[i] * (Z.p[r * stride + l] + D[c / s.P] * w);
-            float dw = G.p[r * stride + l] + D[c / s.P] * dz;
+            if (q) dq[i] = dy[i] * (Z.data()[r * stride + l] + D[c / s.P] * w);
+            float dw = G.data()[r * stride + l] + D[c / s.P] * dz;
             du[i] = dw * vv;
             if (v) dv[i] = dw * uu;
         }

@@ -29,16 +29,6 @@ int64_t fftconv_fft_size(int64_t L);
 // Channels per fused task: one 64-byte line of a (B, L, C) row.
 constexpr int64_t kFftConvBlock = 16;
 
-// Per-thread scratch from the caching allocator (repeated calls do not fault fresh pages in).
-struct Scratch {
-    float* p = nullptr;
-    size_t bytes = 0;
-    explicit Scratch(size_t floats);
-    ~Scratch();
-    Scratch(const Scratch&) = delete;
-    Scratch& operator=(const Scratch&) = delete;
-};
-
 // Gathers w = u * v (or u) at times [l0, l0 + T) of batch row b, channels [c0, c0 + cb), from
 // (B, L, C) tensors into the first T floats of cb rows of `stride` floats. The rest of a row is
 // not written: the FFT reads only its first T inputs (zero padding is implicit, RealFFT's len).

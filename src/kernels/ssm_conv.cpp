@@ -55,7 +55,7 @@ void chunked_forward(float* y, const float* u, const float* v, const float* q, c
     const int64_t M = cs.M, T = cs.T, stride = cs.stride, nblocks = (s.C + kBlock - 1) / kBlock;
 #pragma omp parallel
     {
-        Scratch rows(size_t(kBlock * stride)), work(cs.fft.work_floats() + 16);
+        Buffer<float> rows(size_t(kBlock * stride)), work(cs.fft.work_floats() + 16);
         Buffer<cd> X(size_t(kBlock * M)), R0(static_cast<size_t>(M)), Wx(static_cast<size_t>(M));
 #pragma omp for schedule(static)
         for (int64_t blk = 0; blk < nblocks; blk++) {
@@ -64,14 +64,14 @@ void chunked_forward(float* y, const float* u, const float* v, const float* q, c
                 std::fill(X.begin(), X.end(), cd(0.0));
                 for (int64_t l0 = 0; l0 < s.L; l0 += T) {
                     const int64_t Tc = std::min(T, s.L - l0);
-                    fftconv_gather_rows(rows.p, stride, u, v, b, l0, Tc, c0, cb, s.L, s.C, cs.n);
+                    fftconv_gather_rows(rows.data(), stride, u, v, b, l0, Tc, c0, cb, s.L, s.C, cs.n);
                     for (int64_t c = 0; c < cb; c++) {
                         const int64_t h = (c0 + c) / s.P;
-                        float* row = rows.p + c * stride;
+                        float* row = rows.data() + c * stride;
                         cd* x = X.data() + c * M;
                         // State increment from this chunk's inputs, before the row is transformed.
                         cs.pw.sums(R0.data(), nullptr, row, Tc, h, /*reversed=*/true);
-                        conv_row(row, Tc, cs.kf(h), cs.fft, work.p);
+                        conv_row(row, Tc, cs.kf(h), cs.fft, work.data());
                         if (l0 > 0) {
                             for (int64_t m = 0; m < M; m++) Wx[size_t(m)] = cs.W[size_t(h * M + m)] * cs.dA[size_t(h * M + m)] * x[m];
                             cs.pw.eval(row, Tc, Wx.data(), h);
@@ -84,7 +84,7 @@ void chunked_forward(float* y, const float* u, const float* v, const float* q, c
                         int64_t base = (b * s.L + l0 + l) * s.C + c0;
                         for (int64_t c = 0; c < cb; c++) {
                             float w = v ? u[base + c] * v[base + c] : u[base + c];
-                            float z = rows.p[c * stride + l] + d[c] * w;
+                            float z = rows.data()[c * stride + l] + d[c] * w;
                             y[base + c] = q ? q[base + c] * z : z;
                         }
                     }
@@ -113,7 +113,7 @@ void chunked_backward(float* du, float* dv, float* dq, const SsmParamGrads& g, c
     const float inv_n = 1.0f / float(n);
 #pragma omp parallel
     {
-        Scratch wr(size_t(kBlock * stride)), zr(size_t(kBlock * stride)), gr(size_t(kBlock * stride)),
+        Buffer<float> wr(size_t(kBlock * stride)), zr(size_t(kBlock * stride)), gr(size_t(kBlock * stride)),
             acc(size_t(kBlock * stride)), tmp(static_cast<size_t>(pad16(T))), work(cs.fft.work_floats() + 16);
         // States at chunk starts: X_k, Y_k for every chunk of the block's rows.
         Buffer<cd> XY(size_t(nchunks * kBlock * M * 2));
@@ -124,7 +124,7 @@ void chunked_backward(float* du, float* dv, float* dq, const SsmParamGrads& g, c
             const int64_t c0 = blk * kBlock, cb = std::min(kBlock, s.C - c0);
             float d[kBlock];
             for (int64_t c = 0; c < cb; c++) d[c] = p.D[(c0 + c) / s.P];
-            for (int64_t c = 0; c < cb; c++) std::memset(acc.p + c * stride, 0, size_t(n + 2) * sizeof(float));
+            for (int64_t c = 0; c < cb; c++) std::memset(acc.data() + c * stride, 0, size_t(n + 2) * sizeof(float));
             Buffer<cd> s0(size_t(cb * M), 0.0), s1(size_t(cb * M), 0.0);
             Buffer<double> dd(size_t(cb), 0.0);
             for (int64_t b = 0; b < s.B; b++) {
@@ -133,7 +133,7 @@ void chunked_backward(float* du, float* dv, float* dq, const SsmParamGrads& g, c
                 std::fill(Y.begin(), Y.end(), cd(0.0));
                 for (int64_t k = 0; k < nchunks; k++) {
                     const int64_t l0 = k * T, Tc = std::min(T, s.L - l0);
-                    fftconv_gather_rows(wr.p, stride, u, v, b, l0, Tc, c0, cb, s.L, s.C, n);
+                    fftconv_gather_rows(wr.data(), stride, u, v, b, l0, Tc, c0, cb, s.L, s.C, n);
                     for (int64_t c = 0; c < cb; c++) {
                         const int64_t h = (c0 + c) / s.P;
                         cd* xy = XY.data() + ((k * kBlock + c) * M) * 2;
@@ -141,7 +141,7 @@ void chunked_backward(float* du, float* dv, float* dq, const SsmParamGrads& g, c
                             xy[2 * m] = X[size_t(c * M + m)];
                             xy[2 * m + 1] = Y[size_t(c * M + m)];
                         }
-                        cs.pw.sums(R0.data(), R1.data(), wr.p + c * stride, Tc, h, /*reversed=*/true);
+                        cs.pw.sums(R0.data(), R1.data(), wr.data() + c * stride, Tc, h, /*reversed=*/true);
                         for (int64_t m = 0; m < M; m++) {
                             cd zt = cs.chunk_power(h, m, Tc);
                             cd& x = X[size_t(c * M + m)];
@@ -155,17 +155,17 @@ void chunked_backward(float* du, float* dv, float* dq, const SsmParamGrads& g, c
                 std::fill(gX.begin(), gX.end(), cd(0.0));
                 for (int64_t k = nchunks - 1; k >= 0; k--) {
                     const int64_t l0 = k * T, Tc = std::min(T, s.L - l0);
-                    fftconv_gather_rows(wr.p, stride, u, v, b, l0, Tc, c0, cb, s.L, s.C, n);
+                    fftconv_gather_rows(wr.data(), stride, u, v, b, l0, Tc, c0, cb, s.L, s.C, n);
                     for (int64_t l = 0; l < Tc; l++) {
                         int64_t base = (b * s.L + l0 + l) * s.C + c0;
                         for (int64_t c = 0; c < cb; c++)
-                            gr.p[c * stride + l] = q ? dy[base + c] * q[base + c] : dy[base + c];
+                            gr.data()[c * stride + l] = q ? dy[base + c] * q[base + c] : dy[base + c];
                     }
                     for (int64_t c = 0; c < cb; c++) {
                         const int64_t h = (c0 + c) / s.P;
-                        float* Wr = wr.p + c * stride;
-                        float* Zr = zr.p + c * stride;
-                        float* G = gr.p + c * stride;
+                        float* Wr = wr.data() + c * stride;
+                        float* Zr = zr.data() + c * stride;
+                        float* G = gr.data() + c * stride;
                         const cd* xy = XY.data() + ((k * kBlock + c) * M) * 2;
                         cd* gx = gX.data() + c * M;
                         double sdw = 0;
@@ -179,10 +179,10 @@ void chunked_backward(float* du, float* dv, float* dq, const SsmParamGrads& g, c
                             s0[size_t(c * M + m)] += z * A[size_t(m)] * Xk;
                             s1[size_t(c * M + m)] += z * ((A[size_t(m)] + Bs[size_t(m)]) * Xk + A[size_t(m)] * Yk);
                         }
-                        cs.fft.forward_unordered(Wr, Wr, work.p, Tc);
+                        cs.fft.forward_unordered(Wr, Wr, work.data(), Tc);
                         if (q) {
                             cs.fft.spectrum_mul(Wr, cs.kf(h), Zr);
-                            cs.fft.inverse_unordered(Zr, Zr, work.p, 1.0f, Tc);
+                            cs.fft.inverse_unordered(Zr, Zr, work.data(), 1.0f, Tc);
                             if (k > 0) {
                                 for (int64_t m = 0; m < M; m++) {
                                     size_t hm = size_t(h * M + m);
@@ -191,18 +191,18 @@ void chunked_backward(float* du, float* dv, float* dq, const SsmParamGrads& g, c
                                 cs.pw.eval(Zr, Tc, Wx.data(), h);
                             }
                         }
-                        cs.fft.forward_unordered(G, G, work.p, Tc);
+                        cs.fft.forward_unordered(G, G, work.data(), Tc);
                         cs.fft.spectrum_mul_conj(G, Wr, Wr);
-                        float* Ac = acc.p + c * stride;
+                        float* Ac = acc.data() + c * stride;
                         for (int64_t i = 0; i < n + 2; i++) Ac[i] += Wr[i];
                         cs.fft.spectrum_mul_conj(G, cs.kf(h), G);
-                        cs.fft.inverse_unordered(G, G, work.p, 1.0f, Tc);
+                        cs.fft.inverse_unordered(G, G, work.data(), 1.0f, Tc);
                         // Inputs of this chunk reach later chunks through X_{k+1}.
                         if (k < nchunks - 1) {
                             for (int64_t m = 0; m < M; m++) Wx[size_t(m)] = 0.5 * std::conj(gx[m]);
-                            std::memset(tmp.p, 0, size_t(Tc) * sizeof(float));
-                            cs.pw.eval(tmp.p, Tc, Wx.data(), h);
-                            for (int64_t j = 0; j < Tc; j++) G[j] += tmp.p[Tc - 1 - j];
+                            std::memset(tmp.data(), 0, size_t(Tc) * sizeof(float));
+                            cs.pw.eval(tmp.data(), Tc, Wx.data(), h);
+                            for (int64_t j = 0; j < Tc; j++) G[j] += tmp.data()[Tc - 1 - j];
                         }
                         for (int64_t m = 0; m < M; m++) {
                             size_t hm = size_t(h * M + m);
@@ -215,8 +215,8 @@ void chunked_backward(float* du, float* dv, float* dq, const SsmParamGrads& g, c
                         for (int64_t c = 0; c < cb; c++) {
                             float uu = u[base + c], vv = v ? v[base + c] : 1.0f, w = uu * vv;
                             float dz = q ? dy[base + c] * q[base + c] : dy[base + c];
-                            if (q) dq[base + c] = dy[base + c] * (zr.p[c * stride + l] + d[c] * w);
-                            float dw = gr.p[c * stride + l] + d[c] * dz;
+                            if (q) dq[base + c] = dy[base + c] * (zr.data()[c * stride + l] + d[c] * w);
+                            float dw = gr.data()[c * stride + l] + d[c] * dz;
                             du[base + c] = dw * vv;
                             if (v) dv[base + c] = dw * uu;
                         }
@@ -224,8 +224,8 @@ void chunked_backward(float* du, float* dv, float* dq, const SsmParamGrads& g, c
                 }
             }
             for (int64_t c = 0; c < cb; c++) {
-                float* Ac = acc.p + c * stride;
-                cs.fft.inverse_unordered(Ac, Ac, work.p, inv_n, T);
+                float* Ac = acc.data() + c * stride;
+                cs.fft.inverse_unordered(Ac, Ac, work.data(), inv_n, T);
                 std::memcpy(dK_local.data() + (c0 + c) * T, Ac, size_t(T) * sizeof(float));
                 for (int64_t m = 0; m < M; m++) {
                     S0c[size_t((c0 + c) * M + m)] = s0[size_t(c * M + m)];
