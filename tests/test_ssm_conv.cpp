@@ -118,6 +118,15 @@ TEST_P(SsmConvPaths, SeveralChannelsPerKernel) {
     expect_same(run(pr, 32, SsmConvPath::chunked, true), ref, true, "chunk=32 P=4", 1e-4);
 }
 
+TEST_P(SsmConvPaths, FullChannelBlocks) {
+    // 33 channels = two full 16-channel blocks (the vectorised gather/scatter) and a tail of one.
+    Problem pr({2, 70, 33, 1}, 4, GetParam(), 77);
+    Out ref = run(pr, 70, SsmConvPath::direct, true);
+    expect_same(run(pr, 70, SsmConvPath::fft, true), ref, true, "fft C=33");
+    expect_same(run(pr, 24, SsmConvPath::chunked, true), ref, true, "chunk=24 C=33", 1e-4);
+    expect_same(run(pr, 70, SsmConvPath::chunked, false), run(pr, 70, SsmConvPath::direct, false), false, "ungated");
+}
+
 INSTANTIATE_TEST_SUITE_P(Disc, SsmConvPaths, ::testing::Values(Discretization::bilinear, Discretization::zoh),
                          [](const auto& info) { return info.param == Discretization::bilinear ? "bilinear" : "zoh"; });
 

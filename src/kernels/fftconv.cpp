@@ -6,6 +6,7 @@
 
 #include "common/alloc.h"
 #include "common/check.h"
+#include "kernels/simd_transpose.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -29,12 +30,104 @@ void check_shape(const FftConvShape& s) {
 
 void fftconv_gather_rows(float* rows, int64_t stride, const float* u, const float* v, int64_t b, int64_t l0,
                          int64_t T, int64_t c0, int64_t cb, int64_t L, int64_t C, int64_t n) {
-    for (int64_t l = 0; l < T; l++) {
+    (void)n;
+    int64_t l = 0;
+#ifdef __AVX512F__
+    // Full blocks: 16 times x 16 channels at a time, transposed in registers.
+    if (cb == kBlock)
+        for (; l + 16 <= T; l += 16) {
+            __m512 r[16];
+            for (int i = 0; i < 16; i++) {
+                int64_t base = (b * L + l0 + l + i) * C + c0;
+                r[i] = v ? _mm512_mul_ps(_mm512_loadu_ps(u + base), _mm512_loadu_ps(v + base)) : _mm512_loadu_ps(u + base);
+            }
+            transpose16x16(r);
+            for (int c = 0; c < 16; c++) _mm512_storeu_ps(rows + c * stride + l, r[c]);
+        }
+#endif
+    for (; l < T; l++) {
         int64_t base = (b * L + l0 + l) * C + c0;
         if (v) {
             for (int64_t c = 0; c < cb; c++) rows[c * stride + l] = u[base + c] * v[base + c];
         } else {
             for (int64_t c = 0; c < cb; c++) rows[c * stride + l] = u[base + c];
+        }
+    }
+}
+
+void fftconv_scatter_output(float* y, const float* u, const float* v, const float* q, const float* zrows,
+                            int64_t stride, const float* d, int64_t b, int64_t l0, int64_t T, int64_t c0, int64_t cb,
+                            int64_t L, int64_t C) {
+    int64_t l = 0;
+#ifdef __AVX512F__
+    if (cb == kBlock) {
+        const __m512 dv = _mm512_loadu_ps(d);
+        for (; l + 16 <= T; l += 16) {
+            __m512 z[16];
+            for (int c = 0; c < 16; c++) z[c] = _mm512_loadu_ps(zrows + c * stride + l);
+            transpose16x16(z);
+            for (int i = 0; i < 16; i++) {
+                int64_t base = (b * L + l0 + l + i) * C + c0;
+                __m512 w = v ? _mm512_mul_ps(_mm512_loadu_ps(u + base), _mm512_loadu_ps(v + base)) : _mm512_loadu_ps(u + base);
+                __m512 o = _mm512_fmadd_ps(dv, w, z[i]);
+                if (q) o = _mm512_mul_ps(o, _mm512_loadu_ps(q + base));
+                _mm512_storeu_ps(y + base, o);
+            }
+        }
+    }
+#endif
+    for (; l < T; l++) {
+        int64_t base = (b * L + l0 + l) * C + c0;
+        for (int64_t c = 0; c < cb; c++) {
+            float w = v ? u[base + c] * v[base + c] : u[base + c];
+            float z = zrows[c * stride + l] + d[c] * w;
+            y[base + c] = q ? q[base + c] * z : z;
+        }
+    }
+}
+
+void fftconv_scatter_grads(float* du, float* dv, float* dq, const float* dy, const float* u, const float* v,
+                           const float* q, const float* zrows, const float* dwrows, int64_t stride, const float* d,
+                           int64_t b, int64_t l0, int64_t T, int64_t c0, int64_t cb, int64_t L, int64_t C) {
+    int64_t l = 0;
+#ifdef __AVX512F__
+    if (cb == kBlock) {
+        const __m512 dd = _mm512_loadu_ps(d);
+        for (; l + 16 <= T; l += 16) {
+            __m512 z[16], g[16];
+            for (int c = 0; c < 16; c++) g[c] = _mm512_loadu_ps(dwrows + c * stride + l);
+            transpose16x16(g);
+            if (q) {
+                for (int c = 0; c < 16; c++) z[c] = _mm512_loadu_ps(zrows + c * stride + l);
+                transpose16x16(z);
+            }
+            for (int i = 0; i < 16; i++) {
+                int64_t base = (b * L + l0 + l + i) * C + c0;
+                __m512 uu = _mm512_loadu_ps(u + base);
+                __m512 vv = v ? _mm512_loadu_ps(v + base) : _mm512_set1_ps(1.0f);
+                __m512 w = _mm512_mul_ps(uu, vv);
+                __m512 gy = _mm512_loadu_ps(dy + base);
+                __m512 dz = gy;
+                if (q) {
+                    dz = _mm512_mul_ps(gy, _mm512_loadu_ps(q + base));
+                    _mm512_storeu_ps(dq + base, _mm512_mul_ps(gy, _mm512_fmadd_ps(dd, w, z[i])));
+                }
+                __m512 dw = _mm512_fmadd_ps(dd, dz, g[i]);
+                _mm512_storeu_ps(du + base, _mm512_mul_ps(dw, vv));
+                if (v) _mm512_storeu_ps(dv + base, _mm512_mul_ps(dw, uu));
+            }
+        }
+    }
+#endif
+    for (; l < T; l++) {
+        int64_t base = (b * L + l0 + l) * C + c0;
+        for (int64_t c = 0; c < cb; c++) {
+            float uu = u[base + c], vv = v ? v[base + c] : 1.0f, w = uu * vv;
+            float dz = q ? dy[base + c] * q[base + c] : dy[base + c];
+            if (q) dq[base + c] = dy[base + c] * (zrows[c * stride + l] + d[c] * w);
+            float dw = dwrows[c * stride + l] + d[c] * dz;
+            du[base + c] = dw * vv;
+            if (v) dv[base + c] = dw * uu;
         }
     }
 }
@@ -88,14 +181,7 @@ void fftconv_forward(float* y, const float* u, const float* v, const float* q, c
                 // y = q * (z + D w), w recomputed from u, v (cheaper than keeping it).
                 float d[kBlock];
                 for (int64_t c = 0; c < cb; c++) d[c] = D[(c0 + c) / s.P];
-                for (int64_t l = 0; l < s.L; l++) {
-                    int64_t base = (b * s.L + l) * s.C + c0;
-                    for (int64_t c = 0; c < cb; c++) {
-                        float w = v ? u[base + c] * v[base + c] : u[base + c];
-                        float z = rows.data()[c * stride + l] + d[c] * w;
-                        y[base + c] = q ? q[base + c] * z : z;
-                    }
-                }
+                fftconv_scatter_output(y, u, v, q, rows.data(), stride, d, b, 0, s.L, c0, cb, s.L, s.C);
             }
         }
     }
@@ -136,11 +222,7 @@ void fftconv_backward(float* du, float* dv, float* dq, float* dK, float* dD, con
             for (int64_t c = 0; c < cb; c++) std::memset(acc.data() + c * stride, 0, size_t(n + 2) * sizeof(float));
             for (int64_t b = 0; b < s.B; b++) {
                 fftconv_gather_rows(wf.data(), stride, u, v, b, 0, s.L, c0, cb, s.L, s.C, n);
-                // dz rows
-                for (int64_t l = 0; l < s.L; l++) {
-                    int64_t base = (b * s.L + l) * s.C + c0;
-                    for (int64_t c = 0; c < cb; c++) g.data()[c * stride + l] = q ? dy[base + c] * q[base + c] : dy[base + c];
-                }
+                fftconv_gather_rows(g.data(), stride, dy, q, b, 0, s.L, c0, cb, s.L, s.C, n);  // dz = dy * q
                 for (int64_t c = 0; c < cb; c++) {
                     float* W = wf.data() + c * stride;
                     float* Z = zr.data() + c * stride;
@@ -162,19 +244,7 @@ void fftconv_backward(float* du, float* dv, float* dq, float* dK, float* dD, con
                     fft.spectrum_mul_conj(G, kf, G);
                     fft.inverse_unordered(G, G, work.data(), 1.0f, s.L);
                 }
-                for (int64_t l = 0; l < s.L; l++) {
-                    int64_t base = (b * s.L + l) * s.C + c0;
-                    for (int64_t c = 0; c < cb; c++) {
-                        float uu = u[base + c];
-                        float vv = v ? v[base + c] : 1.0f;
-                        float w = uu * vv;
-                        float dz = q ? dy[base + c] * q[base + c] : dy[base + c];
-                        if (q) dq[base + c] = dy[base + c] * (zr.data()[c * stride + l] + d[c] * w);
-                        float dw = g.data()[c * stride + l] + d[c] * dz;
-                        du[base + c] = dw * vv;
-                        if (v) dv[base + c] = dw * uu;
-                    }
-                }
+                fftconv_scatter_grads(du, dv, dq, dy, u, v, q, zr.data(), g.data(), stride, d, b, 0, s.L, c0, cb, s.L, s.C);
             }
             for (int64_t c = 0; c < cb; c++) {
                 float* A = acc.data() + c * stride;

@@ -34,6 +34,15 @@ constexpr int64_t kFftConvBlock = 16;
 // not written: the FFT reads only its first T inputs (zero padding is implicit, RealFFT's len).
 void fftconv_gather_rows(float* rows, int64_t stride, const float* u, const float* v, int64_t b, int64_t l0,
                          int64_t T, int64_t c0, int64_t cb, int64_t L, int64_t C, int64_t n);
+// The inverse moves, with the skip term and the gates (d: the cb skip weights of the block):
+//   y = q * (z + d w)                      from z rows (scatter_output)
+//   dq = dy (z + d w), dw = dwrow + d dz,  du = dw v,  dv = dw u,  dz = dy q   (scatter_grads)
+void fftconv_scatter_output(float* y, const float* u, const float* v, const float* q, const float* zrows,
+                            int64_t stride, const float* d, int64_t b, int64_t l0, int64_t T, int64_t c0, int64_t cb,
+                            int64_t L, int64_t C);
+void fftconv_scatter_grads(float* du, float* dv, float* dq, const float* dy, const float* u, const float* v,
+                           const float* q, const float* zrows, const float* dwrows, int64_t stride, const float* d,
+                           int64_t b, int64_t l0, int64_t T, int64_t c0, int64_t cb, int64_t L, int64_t C);
 
 struct FftConvShape {
     int64_t B, L, C, P;  // batch, length, channels, channels per kernel

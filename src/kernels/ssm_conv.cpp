@@ -80,14 +80,7 @@ void chunked_forward(float* y, const float* u, const float* v, const float* q, c
                     }
                     float d[kBlock];
                     for (int64_t c = 0; c < cb; c++) d[c] = p.D[(c0 + c) / s.P];
-                    for (int64_t l = 0; l < Tc; l++) {
-                        int64_t base = (b * s.L + l0 + l) * s.C + c0;
-                        for (int64_t c = 0; c < cb; c++) {
-                            float w = v ? u[base + c] * v[base + c] : u[base + c];
-                            float z = rows.data()[c * stride + l] + d[c] * w;
-                            y[base + c] = q ? q[base + c] * z : z;
-                        }
-                    }
+                    fftconv_scatter_output(y, u, v, q, rows.data(), stride, d, b, l0, Tc, c0, cb, s.L, s.C);
                 }
                 if (final_state)
                     for (int64_t c = 0; c < cb; c++)
@@ -156,11 +149,7 @@ void chunked_backward(float* du, float* dv, float* dq, const SsmParamGrads& g, c
                 for (int64_t k = nchunks - 1; k >= 0; k--) {
                     const int64_t l0 = k * T, Tc = std::min(T, s.L - l0);
                     fftconv_gather_rows(wr.data(), stride, u, v, b, l0, Tc, c0, cb, s.L, s.C, n);
-                    for (int64_t l = 0; l < Tc; l++) {
-                        int64_t base = (b * s.L + l0 + l) * s.C + c0;
-                        for (int64_t c = 0; c < cb; c++)
-                            gr.data()[c * stride + l] = q ? dy[base + c] * q[base + c] : dy[base + c];
-                    }
+                    fftconv_gather_rows(gr.data(), stride, dy, q, b, l0, Tc, c0, cb, s.L, s.C, n);  // dz = dy * q
                     for (int64_t c = 0; c < cb; c++) {
                         const int64_t h = (c0 + c) / s.P;
                         float* Wr = wr.data() + c * stride;
@@ -210,17 +199,8 @@ void chunked_backward(float* du, float* dv, float* dq, const SsmParamGrads& g, c
                                     2.0 * std::conj(cs.W[hm] * cs.dA[hm] * A[size_t(m)]);
                         }
                     }
-                    for (int64_t l = 0; l < Tc; l++) {
-                        int64_t base = (b * s.L + l0 + l) * s.C + c0;
-                        for (int64_t c = 0; c < cb; c++) {
-                            float uu = u[base + c], vv = v ? v[base + c] : 1.0f, w = uu * vv;
-                            float dz = q ? dy[base + c] * q[base + c] : dy[base + c];
-                            if (q) dq[base + c] = dy[base + c] * (zr.data()[c * stride + l] + d[c] * w);
-                            float dw = gr.data()[c * stride + l] + d[c] * dz;
-                            du[base + c] = dw * vv;
-                            if (v) dv[base + c] = dw * uu;
-                        }
-                    }
+                    fftconv_scatter_grads(du, dv, dq, dy, u, v, q, zr.data(), gr.data(), stride, d, b, l0, Tc, c0, cb,
+                                          s.L, s.C);
                 }
             }
             for (int64_t c = 0; c < cb; c++) {
