@@ -3,6 +3,10 @@
 #include <cmath>
 #include <vector>
 
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
+
 namespace hippo {
 
 using cd = std::complex<double>;
@@ -59,82 +63,188 @@ void s4d_discretize(cd* dA, cd* dB, cd* W, const float* log_dt, const float* inv
 }
 
 ModalPowers::ModalPowers(const cd* log_z, int64_t H, int64_t M)
-    : H_(H), M_(M), tr_(size_t(H * M * kTable)), ti_(size_t(H * M * kTable)), log_z_(log_z, log_z + H * M),
-      step_(size_t(H * M)) {
+    : H_(H), M_(M), Mp_((M + 15) / 16 * 16), tr_(size_t(H * M * kTable)), ti_(size_t(H * M * kTable)),
+      mr_(size_t(H * kTable * ((M + 15) / 16 * 16)), 0.0f), mi_(mr_.size(), 0.0f), log_z_(log_z, log_z + H * M),
+      step_re_(size_t(H * ((M + 15) / 16 * 16)), 0.0), step_im_(step_re_.size(), 0.0) {
 #pragma omp parallel for schedule(static) if (H * M > 64)
-    for (int64_t i = 0; i < H * M; i++) {
-        for (int j = 0; j < kTable; j++) {
-            cd p = std::exp(double(j) * log_z_[size_t(i)]);
-            tr_[size_t(i * kTable + j)] = float(p.real());
-            ti_[size_t(i * kTable + j)] = float(p.imag());
+    for (int64_t h = 0; h < H; h++)
+        for (int64_t m = 0; m < M; m++) {
+            size_t i = size_t(h * M + m);
+            for (int j = 0; j < kTable; j++) {
+                cd p = std::exp(double(j) * log_z_[i]);
+                tr_[i * kTable + size_t(j)] = float(p.real());
+                ti_[i * kTable + size_t(j)] = float(p.imag());
+                mr_[size_t((h * kTable + j) * Mp_ + m)] = float(p.real());
+                mi_[size_t((h * kTable + j) * Mp_ + m)] = float(p.imag());
+            }
+            cd st = std::exp(double(kTable) * log_z_[i]);
+            step_re_[size_t(h * Mp_ + m)] = st.real();
+            step_im_[size_t(h * Mp_ + m)] = st.imag();
         }
-        step_[size_t(i)] = std::exp(double(kTable) * log_z_[size_t(i)]);
-    }
 }
 
 cd ModalPowers::power(int64_t h, int64_t m, int64_t l) const { return std::exp(double(l) * log_z(h, m)); }
 
-// Anchor of block b+1 from block b: one double multiplication, exact exp() every kReanchorBlocks.
-static inline cd next_anchor(cd anchor, cd step, cd log_z, int64_t b_next) {
-    if (b_next % kReanchorBlocks == 0) return std::exp(double(b_next * kTable) * log_z);
-    return anchor * step;
-}
+// z^(kTable b) for every mode of one head, in double, advanced block by block: one complex
+// multiplication per block, an exact exp() every kReanchorBlocks blocks.
+struct ModalAnchors {
+    const ModalPowers& pw;
+    int64_t h;
+    std::vector<double> re, im;  // (Mp)
+    ModalAnchors(const ModalPowers& p, int64_t head) : pw(p), h(head), re(size_t(p.Mp_), 0.0), im(size_t(p.Mp_), 0.0) {
+        for (int64_t m = 0; m < pw.M_; m++) re[size_t(m)] = 1.0;
+    }
+    void advance(int64_t b_next) {
+        const int64_t Mp = pw.Mp_;
+        if (b_next % kReanchorBlocks == 0) {
+            for (int64_t m = 0; m < pw.M_; m++) {
+                cd a = std::exp(double(b_next * kTable) * pw.log_z(h, m));
+                re[size_t(m)] = a.real();
+                im[size_t(m)] = a.imag();
+            }
+            return;
+        }
+        const double* sr = pw.step_re_.data() + h * Mp;
+        const double* si = pw.step_im_.data() + h * Mp;
+        double* ar = re.data();
+        double* ai = im.data();
+#pragma omp simd
+        for (int64_t m = 0; m < Mp; m++) {
+            double r = ar[m] * sr[m] - ai[m] * si[m];
+            ai[m] = ar[m] * si[m] + ai[m] * sr[m];
+            ar[m] = r;
+        }
+    }
+};
 
 void ModalPowers::eval(float* out, int64_t T, const cd* W, int64_t h) const {
+    ModalAnchors anc(*this, h);
+    std::vector<double> wr(size_t(Mp_), 0.0), wi(size_t(Mp_), 0.0);
+    std::vector<float> fr(static_cast<size_t>(Mp_)), fi(static_cast<size_t>(Mp_));
     for (int64_t m = 0; m < M_; m++) {
-        size_t i = size_t(h * M_ + m);
-        const float* tr = tr_.data() + i * kTable;
-        const float* ti = ti_.data() + i * kTable;
-        cd anchor = 1.0;
-        for (int64_t b = 0, l0 = 0; l0 < T; b++, l0 += kTable) {
-            cd a = 2.0 * W[m] * anchor;
-            float ar = float(a.real()), ai = float(a.imag());
-            int64_t n = std::min<int64_t>(kTable, T - l0);
-            float* o = out + l0;
+        wr[size_t(m)] = 2.0 * W[m].real();
+        wi[size_t(m)] = 2.0 * W[m].imag();
+    }
+    const float* tr0 = tr_.data() + size_t(h * M_ * kTable);
+    const float* ti0 = ti_.data() + size_t(h * M_ * kTable);
+    for (int64_t b = 0, l0 = 0; l0 < T; b++, l0 += kTable) {
+        // a_m = 2 W_m z_m^l0, rounded to float once per block
 #pragma omp simd
-            for (int64_t j = 0; j < n; j++) o[j] += ar * tr[j] - ai * ti[j];
-            anchor = next_anchor(anchor, step_[i], log_z_[i], b + 1);
+        for (int64_t m = 0; m < Mp_; m++) {
+            fr[size_t(m)] = float(wr[size_t(m)] * anc.re[size_t(m)] - wi[size_t(m)] * anc.im[size_t(m)]);
+            fi[size_t(m)] = float(wr[size_t(m)] * anc.im[size_t(m)] + wi[size_t(m)] * anc.re[size_t(m)]);
         }
+        const int64_t n = std::min<int64_t>(kTable, T - l0);
+        float* o = out + l0;
+#ifdef __AVX512F__
+        if (n == kTable) {
+            // 64 outputs stay in four registers while every mode is added in.
+            __m512 acc0 = _mm512_loadu_ps(o), acc1 = _mm512_loadu_ps(o + 16), acc2 = _mm512_loadu_ps(o + 32),
+                   acc3 = _mm512_loadu_ps(o + 48);
+            for (int64_t m = 0; m < M_; m++) {
+                const float* tr = tr0 + m * kTable;
+                const float* ti = ti0 + m * kTable;
+                __m512 ar = _mm512_set1_ps(fr[size_t(m)]), ai = _mm512_set1_ps(fi[size_t(m)]);
+                acc0 = _mm512_fnmadd_ps(ai, _mm512_loadu_ps(ti), _mm512_fmadd_ps(ar, _mm512_loadu_ps(tr), acc0));
+                acc1 = _mm512_fnmadd_ps(ai, _mm512_loadu_ps(ti + 16), _mm512_fmadd_ps(ar, _mm512_loadu_ps(tr + 16), acc1));
+                acc2 = _mm512_fnmadd_ps(ai, _mm512_loadu_ps(ti + 32), _mm512_fmadd_ps(ar, _mm512_loadu_ps(tr + 32), acc2));
+                acc3 = _mm512_fnmadd_ps(ai, _mm512_loadu_ps(ti + 48), _mm512_fmadd_ps(ar, _mm512_loadu_ps(tr + 48), acc3));
+            }
+            _mm512_storeu_ps(o, acc0);
+            _mm512_storeu_ps(o + 16, acc1);
+            _mm512_storeu_ps(o + 32, acc2);
+            _mm512_storeu_ps(o + 48, acc3);
+        } else
+#endif
+        {
+            for (int64_t m = 0; m < M_; m++) {
+                const float* tr = tr0 + m * kTable;
+                const float* ti = ti0 + m * kTable;
+                const float ar = fr[size_t(m)], ai = fi[size_t(m)];
+#pragma omp simd
+                for (int64_t j = 0; j < n; j++) o[j] += ar * tr[j] - ai * ti[j];
+            }
+        }
+        anc.advance(b + 1);
     }
 }
 
 void ModalPowers::sums(cd* S0, cd* S1, const float* g, int64_t T, int64_t h, bool reversed) const {
+    ModalAnchors anc(*this, h);
+    const int64_t Mp = Mp_;
+    std::vector<double> s0r(size_t(Mp), 0.0), s0i(size_t(Mp), 0.0), s1r(size_t(Mp), 0.0), s1i(size_t(Mp), 0.0);
+    std::vector<float> ur(static_cast<size_t>(Mp)), ui(static_cast<size_t>(Mp)), vr(static_cast<size_t>(Mp)), vi(static_cast<size_t>(Mp));
+    const float* mr0 = mr_.data() + size_t(h * kTable * Mp);
+    const float* mi0 = mi_.data() + size_t(h * kTable * Mp);
     float gb[kTable];
-    for (int64_t m = 0; m < M_; m++) {
-        size_t i = size_t(h * M_ + m);
-        const float* tr = tr_.data() + i * kTable;
-        const float* ti = ti_.data() + i * kTable;
-        cd s0 = 0.0, s1 = 0.0, anchor = 1.0;
-        for (int64_t b = 0, l0 = 0; l0 < T; b++, l0 += kTable) {
-            int64_t n = std::min<int64_t>(kTable, T - l0);
-            const float* gp = g + l0;
-            if (reversed) {
-                for (int64_t j = 0; j < n; j++) gb[j] = g[T - 1 - l0 - j];
-                gp = gb;
-            }
-            float ur = 0, ui = 0, vr = 0, vi = 0;
-            if (S1) {
-#pragma omp simd reduction(+ : ur, ui, vr, vi)
-                for (int64_t j = 0; j < n; j++) {
-                    ur += gp[j] * tr[j];
-                    ui += gp[j] * ti[j];
-                    vr += gp[j] * float(j) * tr[j];
-                    vi += gp[j] * float(j) * ti[j];
+    for (int64_t b = 0, l0 = 0; l0 < T; b++, l0 += kTable) {
+        const int64_t n = std::min<int64_t>(kTable, T - l0);
+        for (int64_t j = 0; j < n; j++) gb[j] = reversed ? g[T - 1 - l0 - j] : g[l0 + j];
+        // U_m = sum_j g_j z_m^j and V_m = sum_j g_j j z_m^j over this block, vectorised over modes.
+        std::fill(ur.begin(), ur.end(), 0.0f);
+        std::fill(ui.begin(), ui.end(), 0.0f);
+        std::fill(vr.begin(), vr.end(), 0.0f);
+        std::fill(vi.begin(), vi.end(), 0.0f);
+#ifdef __AVX512F__
+        if (Mp <= 64) {
+            __m512 aur[4], aui[4], avr[4], avi[4];
+            const int nv = int(Mp / 16);
+            for (int v = 0; v < nv; v++) aur[v] = aui[v] = avr[v] = avi[v] = _mm512_setzero_ps();
+            for (int64_t j = 0; j < n; j++) {
+                const __m512 gj = _mm512_set1_ps(gb[j]);
+                const float* mr = mr0 + j * Mp;
+                const float* mi = mi0 + j * Mp;
+                for (int v = 0; v < nv; v++) {
+                    aur[v] = _mm512_fmadd_ps(gj, _mm512_loadu_ps(mr + 16 * v), aur[v]);
+                    aui[v] = _mm512_fmadd_ps(gj, _mm512_loadu_ps(mi + 16 * v), aui[v]);
                 }
-            } else {
-#pragma omp simd reduction(+ : ur, ui)
-                for (int64_t j = 0; j < n; j++) {
-                    ur += gp[j] * tr[j];
-                    ui += gp[j] * ti[j];
+                if (S1) {
+                    const __m512 gjj = _mm512_set1_ps(gb[j] * float(j));
+                    for (int v = 0; v < nv; v++) {
+                        avr[v] = _mm512_fmadd_ps(gjj, _mm512_loadu_ps(mr + 16 * v), avr[v]);
+                        avi[v] = _mm512_fmadd_ps(gjj, _mm512_loadu_ps(mi + 16 * v), avi[v]);
+                    }
                 }
             }
-            cd U(ur, ui);
-            s0 += anchor * U;
-            if (S1) s1 += anchor * (double(l0) * U + cd(vr, vi));
-            anchor = next_anchor(anchor, step_[i], log_z_[i], b + 1);
+            for (int v = 0; v < nv; v++) {
+                _mm512_storeu_ps(ur.data() + 16 * v, aur[v]);
+                _mm512_storeu_ps(ui.data() + 16 * v, aui[v]);
+                _mm512_storeu_ps(vr.data() + 16 * v, avr[v]);
+                _mm512_storeu_ps(vi.data() + 16 * v, avi[v]);
+            }
+        } else
+#endif
+        {
+            for (int64_t j = 0; j < n; j++) {
+                const float gj = gb[j], gjj = gb[j] * float(j);
+                const float* mr = mr0 + j * Mp;
+                const float* mi = mi0 + j * Mp;
+#pragma omp simd
+                for (int64_t m = 0; m < Mp; m++) {
+                    ur[size_t(m)] += gj * mr[m];
+                    ui[size_t(m)] += gj * mi[m];
+                    vr[size_t(m)] += gjj * mr[m];
+                    vi[size_t(m)] += gjj * mi[m];
+                }
+            }
         }
-        S0[m] = s0;
-        if (S1) S1[m] = s1;
+        // S0 += anchor U,  S1 += anchor (l0 U + V), in double.
+        const double dl0 = double(l0);
+#pragma omp simd
+        for (int64_t m = 0; m < Mp; m++) {
+            const double are = anc.re[size_t(m)], aim = anc.im[size_t(m)];
+            const double Ur = ur[size_t(m)], Ui = ui[size_t(m)];
+            s0r[size_t(m)] += are * Ur - aim * Ui;
+            s0i[size_t(m)] += are * Ui + aim * Ur;
+            const double Wr = dl0 * Ur + vr[size_t(m)], Wi = dl0 * Ui + vi[size_t(m)];
+            s1r[size_t(m)] += are * Wr - aim * Wi;
+            s1i[size_t(m)] += are * Wi + aim * Wr;
+        }
+        anc.advance(b + 1);
+    }
+    for (int64_t m = 0; m < M_; m++) {
+        S0[m] = cd(s0r[size_t(m)], s0i[size_t(m)]);
+        if (S1) S1[m] = cd(s1r[size_t(m)], s1i[size_t(m)]);
     }
 }
 

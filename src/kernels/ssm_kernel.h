@@ -65,10 +65,17 @@ public:
     void sums(std::complex<double>* S0, std::complex<double>* S1, const float* g, int64_t T, int64_t h,
               bool reversed = false) const;
 
+    int64_t padded_modes() const { return Mp_; }
+
 private:
-    int64_t H_ = 0, M_ = 0;
-    std::vector<float> tr_, ti_;                 // (H, M, kTable): z^j, j < kTable
-    std::vector<std::complex<double>> log_z_, step_;  // (H, M): log z, z^kTable
+    friend struct ModalAnchors;
+    int64_t H_ = 0, M_ = 0, Mp_ = 0;  // Mp_: M rounded up to 16 (mode-vectorised loops)
+    // z^j, j < kTable, in two layouts: time-contiguous per mode for eval() (vectorised over time)
+    // and mode-contiguous per time step for sums() (vectorised over modes, no horizontal sums).
+    std::vector<float> tr_, ti_;  // (H, M, kTable)
+    std::vector<float> mr_, mi_;  // (H, kTable, Mp)
+    std::vector<std::complex<double>> log_z_;  // (H, M)
+    std::vector<double> step_re_, step_im_;    // (H, Mp): z^kTable
 };
 
 // log(dA) of every mode: (H, M).
