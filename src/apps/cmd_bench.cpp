@@ -4,6 +4,7 @@
 
 #include "apps/args.h"
 #include "apps/commands.h"
+#include "bench/bench_attention.h"
 #include "bench/bench_core.h"
 #include "bench/bench_elementwise.h"
 #include "bench/bench_fft.h"
@@ -77,6 +78,8 @@ int cmd_bench(int argc, char** argv) {
     } else if (name == "fftconv") {
         append(recs, bench_fftconv(args.get_int_list("L", {1024, 4096, 16384, 65536, 1048576}),
                                    args.get_int("channels", 768), args.get_int("chunk", 8192)));
+    } else if (name == "attention") {
+        append(recs, bench_attention(args.get_int_list("L", {1024, 2048, 4096, 16384, 65536})));
     } else if (name == "h3") {
         append(recs, bench_h3(args.get_int_list("L", {2048}), args.get_int("d-model", 768)));
     } else {
