@@ -1,13 +1,26 @@
 #include "kernels/gemm.h"
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <vector>
 
 #ifdef HIPPO_USE_OPENBLAS
 #include <cblas.h>
 #endif
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 namespace hippo {
+
+static inline bool omp_in_parallel_safe() {
+#ifdef _OPENMP
+    return omp_in_parallel();
+#else
+    return false;
+#endif
+}
 
 void sgemm_ref(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
                const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
@@ -66,8 +79,33 @@ void sgemm_builtin(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alph
     }
 }
 
+namespace {
+std::atomic<bool> g_stats_on{false};
+GemmStats g_stats;  // updated only from the thread that calls sgemm outside parallel regions
+}  // namespace
+
+void gemm_stats_enable(bool on) { g_stats_on = on; }
+GemmStats gemm_stats() { return g_stats; }
+void gemm_stats_reset() { g_stats = GemmStats{}; }
+
+static void sgemm_dispatch(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+
 void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
            const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+    if (!g_stats_on.load(std::memory_order_relaxed) || omp_in_parallel_safe()) {
+        sgemm_dispatch(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    auto t0 = std::chrono::steady_clock::now();
+    sgemm_dispatch(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    g_stats.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    g_stats.flops += 2.0 * double(M) * double(N) * double(K);
+    g_stats.calls++;
+}
+
+static void sgemm_dispatch(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
     if (M == 0 || N == 0) return;
 #ifdef HIPPO_USE_OPENBLAS
     if (K == 0) {  // some BLAS builds mishandle K = 0

@@ -16,6 +16,18 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
 void sgemm_builtin(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                    int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
+// Accounting of the time spent inside sgemm (for "fraction of step time outside GEMMs" figures).
+// Off by default; when on, every sgemm call adds its wall time and 2 M N K flops. Only calls made
+// from outside parallel regions are timed (the ops call sgemm from the main thread).
+struct GemmStats {
+    double seconds = 0;
+    double flops = 0;
+    int64_t calls = 0;
+};
+void gemm_stats_enable(bool on);
+GemmStats gemm_stats();
+void gemm_stats_reset();
+
 void sgemm_ref(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
