@@ -4,8 +4,10 @@ hippo's bench JSON convention so the two can be compared side by side:
 
   fftconv.torch  B=1, H channels, L: y = q * (irfft(rfft(u v, 2L) rfft(K, 2L))[:L] + D u v), fwd and fwd+bwd
   h3.mixer.torch B=1, D, L: the whole H3 mixer of scripts/torch_ref.py, fwd and fwd+bwd
+  train.torch    B=1, L: one training step (forward, backward, AdamW) of a 12-layer D=768 LM,
+                 pure H3, the hybrid (attention at layer 6) and the Transformer, tokens/s
 
-Usage: /usr/bin/python3 scripts/bench_torch.py [fftconv|h3] [--L 4096] [--channels 768] [--threads 2]
+Usage: /usr/bin/python3 scripts/bench_torch.py [fftconv|h3|train] [--L 4096] [--channels 768] [--threads 2]
 """
 import argparse
 import json
@@ -18,7 +20,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_ref import causal_conv, h3_forward  # noqa: E402
+from torch_ref import causal_conv, h3_forward, lm_forward, lm_params  # noqa: E402
 
 
 def timed(fn, runs):
@@ -33,7 +35,8 @@ def timed(fn, runs):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["fftconv", "h3"])
+    ap.add_argument("what", choices=["fftconv", "h3", "train"])
+    ap.add_argument("--layers", type=int, default=12)
     ap.add_argument("--L", type=int, default=4096)
     ap.add_argument("--channels", type=int, default=768)
     ap.add_argument("--threads", type=int, default=2)
@@ -53,6 +56,25 @@ def main():
         recs.append({"name": "fftconv.torch", "B": 1, "H": C, "L": L, "pass": "fwd", "ms": ms, "runs": runs})
         ms, runs = timed(lambda: f().sum().backward(), a.runs)
         recs.append({"name": "fftconv.torch", "B": 1, "H": C, "L": L, "pass": "fwd+bwd", "ms": ms, "runs": runs})
+    elif a.what == "train":
+        d, n_layer, vocab = C, a.layers, 50264
+        for name, attn in [("h3", []), ("hybrid", [n_layer // 2]), ("transformer", list(range(n_layer)))]:
+            p = lm_params(d, n_layer, vocab, attn)
+            for t in p.values():
+                t.requires_grad_(True)
+            opt = torch.optim.AdamW(list(p.values()), lr=1e-4)
+            ids = torch.randint(0, 50257, (1, L + 1))
+
+            def step():
+                opt.zero_grad()
+                logits = lm_forward(ids[:, :-1], p, d, n_layer, attn, d // 64)
+                loss = torch.nn.functional.cross_entropy(logits.reshape(-1, vocab), ids[:, 1:].reshape(-1))
+                loss.backward()
+                opt.step()
+
+            ms, runs = timed(step, a.runs)
+            recs.append({"name": "train.torch", "model": name, "B": 1, "D": d, "L": L, "layers": n_layer,
+                         "pass": "step", "ms": ms, "runs": runs, "tokens_per_s": L / (ms * 1e-3)})
     else:
         d, N = C, 64
         p = {}

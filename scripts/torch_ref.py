@@ -45,3 +45,75 @@ def h3_forward(u, p, d, N, P):
         z = causal_conv(w, Kc) + Dc * w
         o = (z.view(B, L, H, P, P) * q.view(B, L, H, P, 1)).sum(3).reshape(B, L, d)
     return lin(o, "output_linear")
+
+
+def attention_forward(x, p, prefix, n_heads, causal=True):
+    # flash_attn MHA as the hybrids use it: Wqkv (3, heads, head_dim) layout, out_proj
+    B, L, d = x.shape
+    hd = d // n_heads
+    qkv = x @ p[prefix + "Wqkv.weight"].T + p[prefix + "Wqkv.bias"]
+    q, k, v = qkv.view(B, L, 3, n_heads, hd).unbind(2)
+    s = torch.einsum("bqhd,bkhd->bhqk", q, k) / hd ** 0.5
+    if causal:
+        s = s.masked_fill(torch.ones(L, L, dtype=torch.bool).triu(1), float("-inf"))
+    o = torch.einsum("bhqk,bkhd->bqhd", torch.softmax(s, -1), v).reshape(B, L, d)
+    return o @ p[prefix + "out_proj.weight"].T + p[prefix + "out_proj.bias"]
+
+
+def lm_params(d, n_layer, vocab, attn_layers, d_state=64, std=0.02):
+    """Parameters of the H3 / hybrid / Transformer LM (h3.md 1.6) with released-checkpoint names."""
+    import math
+    p = {"backbone.embeddings.word_embeddings.weight": torch.randn(vocab, d) * std}
+    for i in range(n_layer):
+        pre = "backbone.layers.%d." % i
+        for n in ["norm1", "norm2"]:
+            p[pre + n + ".weight"] = torch.ones(d)
+            p[pre + n + ".bias"] = torch.zeros(d)
+        p[pre + "mlp.fc1.weight"] = torch.randn(4 * d, d) * std
+        p[pre + "mlp.fc1.bias"] = torch.zeros(4 * d)
+        p[pre + "mlp.fc2.weight"] = torch.randn(d, 4 * d) * std / math.sqrt(2 * n_layer)
+        p[pre + "mlp.fc2.bias"] = torch.zeros(d)
+        m = pre + "mixer."
+        if i in attn_layers:
+            p[m + "Wqkv.weight"] = torch.randn(3 * d, d) * std
+            p[m + "Wqkv.bias"] = torch.zeros(3 * d)
+            p[m + "out_proj.weight"] = torch.randn(d, d) * std / math.sqrt(2 * n_layer)
+            p[m + "out_proj.bias"] = torch.zeros(d)
+        else:
+            for n in ["q_proj", "k_proj", "v_proj", "output_linear"]:
+                p[m + n + ".weight"] = torch.randn(d, d) * std
+                p[m + n + ".bias"] = torch.zeros(d)
+            N, M = d_state, d_state // 2
+            p[m + "ssm_k_kernel.kernel.B"] = torch.zeros(d, N)
+            p[m + "ssm_k_kernel.kernel.B"][:, 0] = 1
+            p[m + "ssm_k_kernel.kernel.C"] = (torch.rand(1, d, N) - 0.5) / 4
+            p[m + "ssm_k_D"] = torch.randn(d)
+            p[m + "kernel.kernel.log_dt"] = math.log(1e-3) + torch.rand(d) * math.log(100.0)
+            p[m + "kernel.kernel.inv_A_real"] = torch.full((d, M), math.log(0.5))
+            p[m + "kernel.kernel.A_imag"] = math.pi * torch.arange(M).float().repeat(d, 1)
+            p[m + "kernel.kernel.B"] = torch.stack([torch.ones(d, M), torch.zeros(d, M)], -1)
+            p[m + "kernel.kernel.C"] = torch.randn(1, d, M, 2) * math.sqrt(0.5)
+            p[m + "D"] = torch.randn(d)
+    p["backbone.ln_f.weight"] = torch.ones(d)
+    p["backbone.ln_f.bias"] = torch.zeros(d)
+    return p
+
+
+def lm_forward(ids, p, d, n_layer, attn_layers, n_heads, d_state=64):
+    E = p["backbone.embeddings.word_embeddings.weight"]
+    h = E[ids]
+    ln = lambda x, n: torch.nn.functional.layer_norm(x, (d,), p[n + ".weight"], p[n + ".bias"], 1e-5)
+    for i in range(n_layer):
+        pre = "backbone.layers.%d." % i
+        x = ln(h, pre + "norm1")
+        if i in attn_layers:
+            x = attention_forward(x, p, pre + "mixer.", n_heads)
+        else:
+            sub = {k[len(pre + "mixer."):]: v for k, v in p.items() if k.startswith(pre + "mixer.")}
+            x = h3_forward(x, sub, d, d_state, 1)
+        h = h + x
+        x = ln(h, pre + "norm2")
+        x = x @ p[pre + "mlp.fc1.weight"].T + p[pre + "mlp.fc1.bias"]
+        x = torch.nn.functional.gelu(x, approximate="tanh")
+        h = h + x @ p[pre + "mlp.fc2.weight"].T + p[pre + "mlp.fc2.bias"]
+    return ln(h, "backbone.ln_f") @ E.T
