@@ -18,6 +18,9 @@
 using namespace hippo;
 using namespace hippo::ew;
 
+// memcmp of empty ranges with null pointers is undefined behaviour; empty ranges are equal.
+inline int cmp_bytes(const void* a, const void* b, size_t n) { return n == 0 ? 0 : std::memcmp(a, b, n); }
+
 namespace {
 
 const std::vector<int64_t> kSizes = {0, 1, 2, 15, 17, 1000003};
@@ -123,11 +126,11 @@ TEST(ElementwiseKernels, BinarySameShape) {
             std::vector<float> y(static_cast<size_t>(n)), r(static_cast<size_t>(n));
             binary(op, y.data(), a.data(), b.data(), n);
             binary_ref(op, r.data(), a.data(), b.data(), n);
-            EXPECT_EQ(0, std::memcmp(y.data(), r.data(), static_cast<size_t>(n) * 4)) << name(op) << " n=" << n;
+            EXPECT_EQ(0, cmp_bytes(y.data(), r.data(), static_cast<size_t>(n) * 4)) << name(op) << " n=" << n;
             // in place (y == a)
             std::vector<float> ip = a;
             binary(op, ip.data(), ip.data(), b.data(), n);
-            EXPECT_EQ(0, std::memcmp(ip.data(), r.data(), static_cast<size_t>(n) * 4)) << name(op) << " in place n=" << n;
+            EXPECT_EQ(0, cmp_bytes(ip.data(), r.data(), static_cast<size_t>(n) * 4)) << name(op) << " in place n=" << n;
         }
     }
 }
@@ -140,7 +143,7 @@ TEST(ElementwiseKernels, BinaryScalarRowCol) {
                 std::vector<float> y(static_cast<size_t>(n)), r(static_cast<size_t>(n));
                 binary_scalar(op, y.data(), a.data(), 1.7f, left, n);
                 binary_scalar_ref(op, r.data(), a.data(), 1.7f, left, n);
-                EXPECT_EQ(0, std::memcmp(y.data(), r.data(), static_cast<size_t>(n) * 4)) << name(op) << " n=" << n;
+                EXPECT_EQ(0, cmp_bytes(y.data(), r.data(), static_cast<size_t>(n) * 4)) << name(op) << " n=" << n;
             }
     }
     for (auto [R, C] : std::vector<std::pair<int64_t, int64_t>>{{0, 5}, {1, 1}, {3, 17}, {1, 1000003}, {5, 200001},
@@ -152,10 +155,10 @@ TEST(ElementwiseKernels, BinaryScalarRowCol) {
                 std::vector<float> y(static_cast<size_t>(R * C)), r(static_cast<size_t>(R * C));
                 binary_row(op, y.data(), a.data(), brow.data(), R, C, swap);
                 binary_row_ref(op, r.data(), a.data(), brow.data(), R, C, swap);
-                EXPECT_EQ(0, std::memcmp(y.data(), r.data(), y.size() * 4)) << "row " << name(op) << " " << R << "x" << C;
+                EXPECT_EQ(0, cmp_bytes(y.data(), r.data(), y.size() * 4)) << "row " << name(op) << " " << R << "x" << C;
                 binary_col(op, y.data(), a.data(), bcol.data(), R, C, swap);
                 binary_col_ref(op, r.data(), a.data(), bcol.data(), R, C, swap);
-                EXPECT_EQ(0, std::memcmp(y.data(), r.data(), y.size() * 4)) << "col " << name(op) << " " << R << "x" << C;
+                EXPECT_EQ(0, cmp_bytes(y.data(), r.data(), y.size() * 4)) << "col " << name(op) << " " << R << "x" << C;
             }
     }
 }
@@ -183,7 +186,7 @@ TEST(ElementwiseKernels, BinaryStrided) {
             binary_strided(op, y.data(), a.data(), b.data(), int(c.shape.size()), c.shape.data(), c.sa.data(), c.sb.data());
             binary_strided_ref(op, r.data(), a.data(), b.data(), int(c.shape.size()), c.shape.data(), c.sa.data(),
                                c.sb.data());
-            EXPECT_EQ(0, std::memcmp(y.data(), r.data(), y.size() * 4)) << name(op) << " n=" << n;
+            EXPECT_EQ(0, cmp_bytes(y.data(), r.data(), y.size() * 4)) << name(op) << " n=" << n;
         }
     }
 }
@@ -294,7 +297,7 @@ TEST(ElementwiseKernels, SumAndMaxDim) {
         std::vector<int64_t> yi(y.size()), ri(y.size());
         max_dim(y.data(), yi.data(), x.data(), c.o, c.r, c.i);
         max_dim_ref(r.data(), ri.data(), x.data(), c.o, c.r, c.i);
-        EXPECT_EQ(0, std::memcmp(y.data(), r.data(), y.size() * 4));
+        EXPECT_EQ(0, cmp_bytes(y.data(), r.data(), y.size() * 4));
         EXPECT_EQ(yi, ri);
     }
     // NaN is maximal, first one wins
@@ -368,7 +371,7 @@ TEST(ElementwiseKernels, DeterministicAcrossRunsAndThreads) {
     std::vector<float> y1(static_cast<size_t>(n)), y2(static_cast<size_t>(n));
     unary(UnOp::GeluTanh, y1.data(), x.data(), n);
     unary(UnOp::GeluTanh, y2.data(), x.data(), n);
-    EXPECT_EQ(0, std::memcmp(y1.data(), y2.data(), static_cast<size_t>(n) * 4));
+    EXPECT_EQ(0, cmp_bytes(y1.data(), y2.data(), static_cast<size_t>(n) * 4));
 #ifdef _OPENMP
     int prev = omp_get_max_threads();
     float s[2], c[2][300];
@@ -379,6 +382,6 @@ TEST(ElementwiseKernels, DeterministicAcrossRunsAndThreads) {
     }
     omp_set_num_threads(prev);
     EXPECT_EQ(s[0], s[1]);
-    EXPECT_EQ(0, std::memcmp(c[0], c[1], sizeof(c[0])));
+    EXPECT_EQ(0, cmp_bytes(c[0], c[1], sizeof(c[0])));
 #endif
 }
