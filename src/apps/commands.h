@@ -5,4 +5,9 @@
 namespace hippo {
 int cmd_info(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
+int cmd_train(int argc, char** argv);
+int cmd_eval(int argc, char** argv);
+int cmd_plot(int argc, char** argv);
+int cmd_tokenize(int argc, char** argv);
+int cmd_import(int argc, char** argv);
 }  // namespace hippo

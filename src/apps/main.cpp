@@ -18,6 +18,11 @@ struct Command {
 const Command kCommands[] = {
     {"info", hippo::cmd_info, "print version, ISA features, threads and backends"},
     {"bench", hippo::cmd_bench, "run benchmarks (hippo bench core|gemm|fft|elementwise --json)"},
+    {"train", hippo::cmd_train, "train a model (hippo train --model CONFIG.json --data SOURCE --out RUN_DIR)"},
+    {"eval", hippo::cmd_eval, "evaluate a run's checkpoint (hippo eval RUN_DIR --split test --json)"},
+    {"plot", hippo::cmd_plot, "draw loss/accuracy curves of runs to SVG (hippo plot RUN_DIR... --out curves.svg)"},
+    {"tokenize", hippo::cmd_tokenize, "GPT-2 BPE: hippo tokenize encode FILE | decode [FILE|-]"},
+    {"import", hippo::cmd_import, "convert a PyTorch H3 checkpoint (hippo import FILE.pt --out DIR [--heads N])"},
 };
 
 void usage(FILE* f) {

@@ -44,7 +44,8 @@ void plan_f32(const SafetensorsFile& f, const NamedTensors& expected, Apply& app
                     "checkpoint '%s': tensor '%s' has dtype %s, expected a float type", f.source().c_str(),
                     name.c_str(), dtype_name(dt));
         HIPPO_CHECK(t.is_contiguous(), "checkpoint: target of '%s' is not contiguous", name.c_str());
-        apply.push_back([&f, info, t] { f.read_f32(*info, t.data()); });
+        Tensor target = t;  // clang 14 cannot capture a structured binding in a lambda
+        apply.push_back([&f, info, target] { f.read_f32(*info, target.data()); });
     }
 }
 

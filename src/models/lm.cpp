@@ -1,0 +1,175 @@
+#include "models/lm.h"
+
+#include <cmath>
+#include <functional>
+
+#include "autograd/ops.h"
+#include "nn/init.h"
+
+namespace hippo {
+
+namespace {
+uint64_t site_seed(uint64_t seed, uint64_t site) { return splitmix64(seed ^ splitmix64(site + 0x51ED270B27A5C8EFull)); }
+
+bool ends_with(const std::string& s, const std::string& suf) {
+    return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
+}
+}  // namespace
+
+bool is_ssm_parameter(const std::string& n) {
+    return ends_with(n, ".log_dt") || ends_with(n, ".inv_A_real") || ends_with(n, ".A_imag") ||
+           ends_with(n, "kernel.kernel.B") || ends_with(n, "ssm_k_kernel.kernel.B") ||
+           (ends_with(n, "mixer.kernel.B"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Block
+
+Block::Block(const ModelConfig& cfg, int64_t layer, Rng& rng) : kind(cfg.layer_mixer(layer)) {
+    const float eps = float(cfg.layer_norm_epsilon);
+    norm1 = register_module("norm1", std::make_shared<LayerNorm>(cfg.d_model, eps));
+    mixer = make_mixer(kind, cfg, layer, rng);
+    register_module("mixer", mixer->module());
+    if (cfg.layer_has_mlp(layer)) {
+        norm2 = register_module("norm2", std::make_shared<LayerNorm>(cfg.d_model, eps));
+        auto mlp = register_module("mlp", std::make_shared<Module>());
+        fc1 = mlp->register_module("fc1", std::make_shared<Linear>(cfg.d_model, cfg.inner(), true, rng));
+        fc2 = mlp->register_module("fc2", std::make_shared<Linear>(cfg.inner(), cfg.d_model, true, rng));
+    }
+}
+
+Tensor Block::mlp(const Tensor& x) const { return fc2->forward(gelu_tanh(fc1->forward(x))); }
+
+Tensor Block::forward(const Tensor& h_in, uint64_t seed, bool training, float p) const {
+    Tensor x = mixer->forward(norm1->forward(h_in), site_seed(seed, 1), training);
+    if (training && p > 0) x = dropout(x, p, site_seed(seed, 2), true);
+    Tensor h = add(h_in, x);
+    if (!fc1) return h;
+    x = mlp(norm2->forward(h));
+    if (training && p > 0) x = dropout(x, p, site_seed(seed, 3), true);
+    return add(h, x);
+}
+
+Tensor Block::step(const Tensor& h_in, MixerState& st) const {
+    Tensor h = add(h_in, mixer->step(norm1->forward(h_in), st));
+    return fc1 ? add(h, mlp(norm2->forward(h))) : h;
+}
+
+Tensor Block::prefill(const Tensor& h_in, MixerState& st) const {
+    Tensor h = add(h_in, mixer->prefill(norm1->forward(h_in), st));
+    return fc1 ? add(h, mlp(norm2->forward(h))) : h;
+}
+
+// ---------------------------------------------------------------------------------------------
+// LMModel
+
+LMModel::LMModel(const ModelConfig& cfg, uint64_t seed) : cfg_(cfg) {
+    Rng rng(seed);
+    const int64_t D = cfg.d_model, V = cfg.padded_vocab();
+    auto backbone = register_module("backbone", std::make_shared<Module>());
+    auto embeddings = backbone->register_module("embeddings", std::make_shared<Module>());
+    word_embeddings = embeddings->register_module("word_embeddings", std::make_shared<Embedding>(V, D, rng))->weight;
+    if (cfg.max_position_embeddings > 0)
+        position_embeddings =
+            embeddings->register_module("position_embeddings", std::make_shared<Embedding>(cfg.max_position_embeddings, D, rng))
+                ->weight;
+    auto layers = backbone->register_module("layers", std::make_shared<ModuleList>());
+    for (int64_t i = 0; i < cfg.n_layer; i++) blocks.push_back(layers->push_back(std::make_shared<Block>(cfg, i, rng)));
+    ln_f = backbone->register_module("ln_f", std::make_shared<LayerNorm>(D, float(cfg.layer_norm_epsilon)));
+    init_weights(rng);
+}
+
+void LMModel::init_weights(Rng& rng) {
+    NoGradGuard no_grad;
+    const float std0 = float(cfg_.initializer_range);
+    const float std_res = float(cfg_.initializer_range / std::sqrt(2.0 * double(cfg_.n_layer)));
+    std::function<void(const Module&, const std::string&)> walk = [&](const Module& m, const std::string& name) {
+        if (auto* lin = dynamic_cast<const Linear*>(&m)) {
+            Tensor w = lin->weight;
+            bool resid = name == "out_proj" || name == "fc2";
+            init::normal_(w, 0.0f, resid ? std_res : std0, rng);
+            if (lin->bias.defined()) {
+                Tensor b = lin->bias;
+                init::zeros_(b);
+            }
+        } else if (auto* emb = dynamic_cast<const Embedding*>(&m)) {
+            Tensor w = emb->weight;
+            init::normal_(w, 0.0f, std0, rng);
+        }
+        for (const auto& [child_name, child] : m.children()) walk(*child, child_name);
+    };
+    walk(*this, "");
+}
+
+Tensor LMModel::embed(const std::vector<int32_t>& ids, int64_t B, int64_t L, int64_t pos0) const {
+    HIPPO_CHECK(int64_t(ids.size()) == B * L, "model: %zu ids for a (%lld, %lld) batch", ids.size(), (long long)B,
+                (long long)L);
+    for (int32_t id : ids)
+        HIPPO_CHECK(id >= 0 && id < cfg_.padded_vocab(), "model: token id %d is outside the vocabulary [0, %lld)", id,
+                    (long long)cfg_.padded_vocab());
+    Tensor h = embedding(word_embeddings, ids, Shape{B, L});
+    if (position_embeddings.defined()) {
+        HIPPO_CHECK(pos0 + L <= cfg_.max_position_embeddings,
+                    "model: position %lld is beyond max_position_embeddings = %lld", (long long)(pos0 + L - 1),
+                    (long long)cfg_.max_position_embeddings);
+        std::vector<int32_t> pos(static_cast<size_t>(L));
+        for (int64_t t = 0; t < L; t++) pos[size_t(t)] = int32_t(pos0 + t);
+        h = add(h, embedding(position_embeddings, pos, Shape{L}));
+    }
+    return h;
+}
+
+Tensor LMModel::head(const Tensor& h) const { return linear(ln_f->forward(h), word_embeddings); }
+
+Tensor LMModel::forward(const std::vector<int32_t>& ids, int64_t B, int64_t L, uint64_t seed) const {
+    const bool training = is_training();
+    Tensor h = embed(ids, B, L, 0);
+    if (training && cfg_.embed_dropout > 0) h = dropout(h, float(cfg_.embed_dropout), site_seed(seed, 0), true);
+    for (size_t i = 0; i < blocks.size(); i++)
+        h = blocks[i]->forward(h, site_seed(seed, 100 + i), training, float(cfg_.resid_dropout));
+    return head(h);
+}
+
+LMState LMModel::new_state(int64_t batch, int64_t max_len) const {
+    LMState st;
+    st.batch = batch;
+    for (const auto& b : blocks) st.layers.push_back(b->mixer->new_state(batch, max_len));
+    return st;
+}
+
+Tensor LMModel::prefill(const std::vector<int32_t>& ids, int64_t B, int64_t L, LMState& st) const {
+    NoGradGuard no_grad;
+    HIPPO_CHECK(B == st.batch && st.pos == 0, "model prefill: the state is for batch %lld and has consumed %lld tokens",
+                (long long)st.batch, (long long)st.pos);
+    Tensor h = embed(ids, B, L, 0);
+    for (size_t i = 0; i < blocks.size(); i++) h = blocks[i]->prefill(h, *st.layers[i]);
+    st.pos = L;
+    return head(h);
+}
+
+Tensor LMModel::step(const std::vector<int32_t>& ids, LMState& st) const {
+    NoGradGuard no_grad;
+    HIPPO_CHECK(int64_t(ids.size()) == st.batch, "model step: %zu ids for a state of batch %lld", ids.size(),
+                (long long)st.batch);
+    Tensor h = embed(ids, st.batch, 1, st.pos).reshape({st.batch, cfg_.d_model});
+    for (size_t i = 0; i < blocks.size(); i++) h = blocks[i]->step(h, *st.layers[i]);
+    st.pos++;
+    return head(h);
+}
+
+std::string LMModel::summary() const {
+    std::string s = strf("LMModel%s%s: %lld layers, d_model %lld, d_inner %lld, vocab %lld (padded %lld)%s\n",
+                         cfg_.name.empty() ? "" : " ", cfg_.name.c_str(), (long long)cfg_.n_layer, (long long)cfg_.d_model,
+                         (long long)cfg_.inner(), (long long)cfg_.vocab_size, (long long)cfg_.padded_vocab(),
+                         position_embeddings.defined() ? strf(", %lld learned positions", (long long)cfg_.max_position_embeddings).c_str() : "");
+    for (size_t i = 0; i < blocks.size(); i++) {
+        int64_t n = blocks[i]->num_parameters();
+        s += strf("  layer %2zu: %-16s %s  %lld params\n", i, mixer_kind_name(blocks[i]->kind),
+                  blocks[i]->fc1 ? "+ MLP" : "     ", (long long)n);
+    }
+    s += strf("  parameters: %lld (embedding %lld, tied output head)\n", (long long)num_parameters(),
+              (long long)word_embeddings.numel());
+    return s;
+}
+
+}  // namespace hippo

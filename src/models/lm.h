@@ -1,0 +1,102 @@
+// Language-model stacks built from a ModelConfig (models/config.h), GPT-2 style pre-norm, with the
+// parameter names of the released H3 checkpoints (h3.md section 6.2):
+//
+//   backbone.embeddings.word_embeddings.weight      (Vpad, D)   also the output head (tied)
+//   backbone.embeddings.position_embeddings.weight  (P, D)      only when max_position_embeddings > 0
+//   backbone.layers.N.norm1.{weight,bias}
+//   backbone.layers.N.mixer.*                       H3 / S4D / GSS / attention parameters
+//   backbone.layers.N.norm2.{weight,bias}           \ absent in blocks without MLP
+//   backbone.layers.N.mlp.fc1.* , mlp.fc2.*         /  (GSS stacks by default)
+//   backbone.ln_f.{weight,bias}
+//   lm_head.weight                                  tied to word_embeddings: not a separate tensor
+//
+// Block N (pre-norm, mathematically equal to flash_attn's fused-residual Block(prenorm=True)):
+//   h = h + drop(Mixer(LN1(h)));  h = h + drop(fc2(gelu_tanh(fc1(LN2(h)))))
+// Model: h = drop_emb(E[ids] (+ P[pos])); blocks; logits = LN_f(h) E^T, vocabulary padded up to a
+// multiple of pad_vocab_size_multiple (padded rows exist in the logits). LayerNorm eps 1e-5.
+//
+// GSS blocks: per ssm.md section 5 GSS layers are stacked without a separate FFN, so a GSS model
+// defaults to "mlp": false (block = LN -> GSS -> add); set "mlp": true to add the usual MLP.
+//
+// Init (GPT-2 / h3.md 1.6): every Linear N(0, initializer_range) with zero bias, embeddings
+// N(0, initializer_range), out_proj.weight and fc2.weight N(0, initializer_range / sqrt(2 n_layer));
+// H3's output_linear is not rescaled; SSM parameters keep their own init.
+//
+// Dropout: embedding and residual dropout (train mode only), from the counter-based dropout op with
+// one seed per forward (the trainer draws it from its "dropout" RNG) and one derived seed per site,
+// so a run is reproducible and resumable.
+//
+// Recurrent mode (generation): new_state(), prefill(ids) (parallel mode, leaves the exact state) and
+// step(one id per sequence) -> logits (B, Vpad).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "models/config.h"
+#include "models/mixer.h"
+#include "nn/module.h"
+
+namespace hippo {
+
+class Block : public Module {
+public:
+    Block(const ModelConfig& cfg, int64_t layer, Rng& rng);
+    // h (B, L, D) -> (B, L, D)
+    Tensor forward(const Tensor& h, uint64_t seed, bool training, float resid_dropout) const;
+    // h (B, D): one token
+    Tensor step(const Tensor& h, MixerState& st) const;
+    Tensor prefill(const Tensor& h, MixerState& st) const;
+    std::string type_name() const override { return "Block"; }
+    std::string extra_repr() const override { return strf("mixer=%s", mixer_kind_name(kind)); }
+
+    MixerKind kind;
+    std::shared_ptr<LayerNorm> norm1, norm2;
+    std::unique_ptr<SequenceMixer> mixer;
+    std::shared_ptr<Linear> fc1, fc2;  // undefined without MLP
+
+private:
+    Tensor mlp(const Tensor& x) const;
+};
+
+struct LMState {
+    int64_t batch = 0;
+    int64_t pos = 0;
+    std::vector<std::unique_ptr<MixerState>> layers;
+};
+
+class LMModel : public Module {
+public:
+    // Builds and initialises the model; `seed` seeds the initialisation.
+    LMModel(const ModelConfig& cfg, uint64_t seed);
+
+    // ids (B, L) row-major -> logits (B, L, Vpad). dropout_seed is used in training mode only.
+    Tensor forward(const std::vector<int32_t>& ids, int64_t B, int64_t L, uint64_t dropout_seed = 0) const;
+
+    LMState new_state(int64_t batch, int64_t max_len = 0) const;
+    Tensor prefill(const std::vector<int32_t>& ids, int64_t B, int64_t L, LMState& st) const;  // (B, L, Vpad)
+    Tensor step(const std::vector<int32_t>& ids, LMState& st) const;                           // (B) -> (B, Vpad)
+
+    const ModelConfig& config() const { return cfg_; }
+    int64_t vocab_padded() const { return cfg_.padded_vocab(); }
+    // One line per layer plus the parameter count.
+    std::string summary() const;
+    std::string type_name() const override { return "LMModel"; }
+
+    Tensor word_embeddings, position_embeddings;  // the latter undefined without positions
+    std::vector<std::shared_ptr<Block>> blocks;
+    std::shared_ptr<LayerNorm> ln_f;
+
+private:
+    Tensor embed(const std::vector<int32_t>& ids, int64_t B, int64_t L, int64_t pos0) const;
+    Tensor head(const Tensor& h) const;
+    void init_weights(Rng& rng);
+    ModelConfig cfg_;
+};
+
+// The SSM parameters that train with lr = min(1e-3, lr) and no weight decay (h3.md 1.2/1.3): the
+// shift-SSM B and the diagonal SSM's log_dt, B, inv_A_real, A_imag. C and D are ordinary.
+bool is_ssm_parameter(const std::string& dotted_name);
+
+}  // namespace hippo

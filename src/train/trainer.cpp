@@ -1,0 +1,363 @@
+#include "train/trainer.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "autograd/ops.h"
+#include "data/synthetic.h"
+#include "common/runtime.h"
+#include "nn/checkpoint.h"
+#include "nn/optim.h"
+#include "nn/schedule.h"
+
+namespace hippo {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+json TrainOptions::to_json() const {
+    return json{{"steps", steps},         {"batch", batch},           {"seq_len", seq_len},
+                {"lr", lr},               {"min_lr", min_lr},         {"warmup", warmup},
+                {"schedule", schedule},   {"weight_decay", weight_decay}, {"ssm_lr", ssm_lr},
+                {"beta1", beta1},         {"beta2", beta2},           {"clip", clip},
+                {"eval_every", eval_every}, {"eval_batches", eval_batches}, {"save_every", save_every},
+                {"log_every", log_every}, {"dropout", dropout}};
+}
+
+void apply_train_json(TrainOptions& o, const json& t, const std::string& where) {
+    HIPPO_CHECK(t.is_object(), "%s: 'train' must be an object", where.c_str());
+    for (auto it = t.begin(); it != t.end(); ++it) {
+        const std::string& k = it.key();
+        const json& v = it.value();
+        auto num = [&]() {
+            HIPPO_CHECK(v.is_number(), "%s: train.%s must be a number, got %s", where.c_str(), k.c_str(), v.dump().c_str());
+            return v.get<double>();
+        };
+        auto integer = [&]() {
+            HIPPO_CHECK(v.is_number_integer(), "%s: train.%s must be an integer, got %s", where.c_str(), k.c_str(),
+                        v.dump().c_str());
+            return v.get<int64_t>();
+        };
+        if (k == "steps") o.steps = integer();
+        else if (k == "batch") o.batch = integer();
+        else if (k == "seq_len") o.seq_len = integer();
+        else if (k == "lr") o.lr = num();
+        else if (k == "min_lr") o.min_lr = num();
+        else if (k == "warmup") o.warmup = integer();
+        else if (k == "schedule") {
+            HIPPO_CHECK(v.is_string(), "%s: train.schedule must be a string", where.c_str());
+            o.schedule = v.get<std::string>();
+        } else if (k == "weight_decay") o.weight_decay = num();
+        else if (k == "ssm_lr") o.ssm_lr = num();
+        else if (k == "beta1") o.beta1 = num();
+        else if (k == "beta2") o.beta2 = num();
+        else if (k == "clip") o.clip = num();
+        else if (k == "eval_every") o.eval_every = integer();
+        else if (k == "eval_batches") o.eval_batches = integer();
+        else if (k == "save_every") o.save_every = integer();
+        else if (k == "log_every") o.log_every = integer();
+        else if (k == "dropout") o.dropout = num();
+        else if (k == "data") {
+            HIPPO_CHECK(v.is_string(), "%s: train.data must be a string", where.c_str());
+            o.data = v.get<std::string>();
+        } else if (k == "comment") {
+        } else throw Error(strf("%s: unknown key 'train.%s'", where.c_str(), k.c_str()));
+    }
+}
+
+std::string checkpoint_dir_of(const std::string& run_dir) {
+    if (fs::exists(fs::path(run_dir) / kModelFile)) return run_dir;
+    return (fs::path(run_dir) / "checkpoint").string();
+}
+
+EvalResult evaluate(const LMModel& model, const DataSource& data, const std::string& split, int64_t batch,
+                    int64_t seq_len, int64_t max_batches) {
+    NoGradGuard no_grad;
+    const int64_t L = data.fixed_seq_len() > 0 ? data.fixed_seq_len() : seq_len;
+    std::vector<Batch> batches = data.eval_batches(split, batch, L, max_batches);
+    const int64_t V = model.vocab_padded();
+    double loss_sum = 0;
+    int64_t correct = 0, count = 0;
+    for (const Batch& b : batches) {
+        Tensor logits = model.forward(b.ids, b.B, b.L).contiguous();
+        int64_t n = 0;
+        for (int32_t t : b.targets) n += t != kIgnoreIndex;
+        if (n == 0) continue;
+        Tensor ce = cross_entropy(logits, b.targets, kIgnoreIndex);
+        loss_sum += double(ce.item()) * double(n);
+        const float* lp = logits.data();
+        for (size_t i = 0; i < b.targets.size(); i++) {
+            if (b.targets[i] == kIgnoreIndex) continue;
+            const float* row = lp + int64_t(i) * V;
+            int64_t arg = std::max_element(row, row + V) - row;
+            correct += arg == b.targets[i];
+        }
+        count += n;
+    }
+    EvalResult r;
+    r.batches = int64_t(batches.size());
+    r.tokens = count;
+    if (count > 0) {
+        r.loss = loss_sum / double(count);
+        r.accuracy = double(correct) / double(count);
+        r.perplexity = std::exp(r.loss);
+    }
+    return r;
+}
+
+namespace {
+
+std::string fmt_duration(double s) {
+    if (!std::isfinite(s) || s < 0) return "?";
+    long t = long(s + 0.5);
+    if (t >= 3600) return strf("%ldh%02ldm", t / 3600, (t / 60) % 60);
+    if (t >= 60) return strf("%ldm%02lds", t / 60, t % 60);
+    return strf("%lds", t);
+}
+
+class Progress {
+public:
+    Progress(int64_t total, int64_t log_every, bool quiet)
+        : total_(total), log_every_(log_every), quiet_(quiet) {
+        const char* ci = std::getenv("CI");
+        tty_ = !quiet && isatty(2) && !(ci && *ci);
+    }
+    void update(int64_t step, double loss, double lr, double tok_s, double eta) {
+        if (quiet_) return;
+        if (tty_) {
+            const int width = 24;
+            int filled = int(double(width) * double(step) / double(std::max<int64_t>(1, total_)));
+            std::string bar(size_t(filled), '#');
+            bar.resize(size_t(width), '.');
+            std::fprintf(stderr, "\r[%s] %lld/%lld loss %.4f lr %.2e %.0f tok/s ETA %s   ", bar.c_str(), (long long)step,
+                         (long long)total_, loss, lr, tok_s, fmt_duration(eta).c_str());
+            std::fflush(stderr);
+            dirty_ = true;
+        } else if (step % log_every_ == 0 || step == total_) {
+            std::fprintf(stderr, "step %lld/%lld loss %.4f lr %.3e tok/s %.0f eta %s\n", (long long)step, (long long)total_,
+                         loss, lr, tok_s, fmt_duration(eta).c_str());
+        }
+    }
+    void line(const std::string& s) {
+        if (quiet_) return;
+        if (dirty_) std::fputc('\n', stderr);
+        dirty_ = false;
+        std::fprintf(stderr, "%s\n", s.c_str());
+    }
+    void finish() {
+        if (dirty_) std::fputc('\n', stderr);
+        dirty_ = false;
+    }
+
+private:
+    int64_t total_, log_every_;
+    bool quiet_, tty_ = false, dirty_ = false;
+};
+
+// Keeps the rows of metrics.jsonl with step <= last_step (resume).
+void truncate_metrics(const std::string& path, int64_t last_step) {
+    std::ifstream f(path);
+    if (!f.good()) return;
+    std::string line, kept;
+    while (std::getline(f, line)) {
+        if (line.empty()) continue;
+        try {
+            json j = json::parse(line);
+            if (j.value("step", int64_t(0)) <= last_step) kept += line + "\n";
+        } catch (const json::exception&) {
+        }
+    }
+    f.close();
+    std::ofstream o(path, std::ios::trunc);
+    o << kept;
+}
+
+bool all_finite(const Module& m) {
+    for (const Tensor& p : m.parameters()) {
+        const float* d = p.data();
+        for (int64_t i = 0; i < p.numel(); i++)
+            if (!std::isfinite(d[i])) return false;
+    }
+    return true;
+}
+
+}  // namespace
+
+TrainResult train(const ModelConfig& model_config_in, const TrainOptions& opt_in) {
+    TrainOptions o = opt_in;
+    HIPPO_CHECK(!o.out_dir.empty(), "train: no run directory (--out)");
+    if (o.threads > 0) set_num_threads(o.threads);
+    const std::string ckpt_dir = (fs::path(o.out_dir) / "checkpoint").string();
+    const std::string metrics_path = (fs::path(o.out_dir) / "metrics.jsonl").string();
+
+    ModelConfig cfg = model_config_in;
+    json saved;
+    if (o.resume) {
+        HIPPO_CHECK(fs::exists(fs::path(ckpt_dir) / kModelFile),
+                    "train --resume: no checkpoint in '%s' (expected %s/%s)", o.out_dir.c_str(), ckpt_dir.c_str(), kModelFile);
+        saved = load_config(ckpt_dir);
+        cfg = parse_model_config(saved.at("model"), ckpt_dir + "/config.json model");
+        if (o.data.empty()) o.data = saved.value("data", std::string());
+        HIPPO_CHECK(o.data == saved.value("data", std::string()),
+                    "train --resume: data '%s' differs from the checkpoint's '%s'", o.data.c_str(),
+                    saved.value("data", std::string()).c_str());
+        o.seed = saved.value("seed", uint64_t(0));
+    }
+    HIPPO_CHECK(!o.data.empty(), "train: no data source (--data)");
+    HIPPO_CHECK(o.steps > 0 && o.batch > 0, "train: steps and batch must be positive");
+    if (o.dropout >= 0) {
+        HIPPO_CHECK(o.dropout < 1, "train: dropout must be in [0, 1)");
+        cfg.embed_dropout = cfg.resid_dropout = o.dropout;
+    }
+    if (o.min_lr < 0) o.min_lr = 0.1 * o.lr;
+    if (o.warmup < 0) o.warmup = o.steps / 10;
+    if (o.ssm_lr < 0) o.ssm_lr = std::min(1e-3, o.lr);
+    if (o.log_every <= 0) o.log_every = std::max<int64_t>(1, o.steps / 20);
+
+    std::unique_ptr<DataSource> data = make_data_source(o.data, o.seed);
+    if (cfg.vocab_from_data) {
+        cfg.vocab_size = data->vocab_size();
+        cfg.vocab_from_data = false;
+    }
+    HIPPO_CHECK(cfg.vocab_size >= data->vocab_size(),
+                "model vocab_size %lld is smaller than the data's vocabulary %lld (%s)", (long long)cfg.vocab_size,
+                (long long)data->vocab_size(), o.data.c_str());
+    const int64_t L = data->fixed_seq_len() > 0 ? data->fixed_seq_len() : o.seq_len;
+    HIPPO_CHECK(L > 0, "train: seq_len must be positive");
+    if (cfg.max_position_embeddings > 0)
+        HIPPO_CHECK(L <= cfg.max_position_embeddings, "train: seq_len %lld exceeds max_position_embeddings %lld",
+                    (long long)L, (long long)cfg.max_position_embeddings);
+
+    LMModel model(cfg, splitmix64(o.seed ^ 0x1A17ull));
+    // Parameter groups.
+    NamedTensors ssm, decay, no_decay;
+    for (auto& [name, p] : model.named_parameters()) {
+        if (!p.requires_grad()) continue;
+        if (is_ssm_parameter(name)) ssm.emplace_back(name, p);
+        else if (p.ndim() >= 2) decay.emplace_back(name, p);
+        else no_decay.emplace_back(name, p);
+    }
+    std::vector<ParamGroup> groups;
+    if (!decay.empty()) groups.push_back({decay, 1.0, float(o.weight_decay)});
+    if (!no_decay.empty()) groups.push_back({no_decay, 1.0, 0.0f});
+    if (!ssm.empty()) groups.push_back({ssm, o.lr > 0 ? o.ssm_lr / o.lr : 0.0, 0.0f});
+    AdamWOptions aopt;
+    aopt.lr = o.lr;
+    aopt.beta1 = o.beta1;
+    aopt.beta2 = o.beta2;
+    aopt.weight_decay = float(o.weight_decay);
+    AdamW optim(groups, aopt);
+    LrSchedule sched = LrSchedule::parse(o.schedule, o.lr, o.warmup, o.steps, o.min_lr);
+
+    Rng dropout_rng(splitmix64(o.seed ^ 0xD50Bull));
+    int64_t step = 0;
+    if (o.resume) {
+        TrainState st;
+        load_checkpoint(ckpt_dir, model, &optim, &st);
+        step = st.step;
+        dropout_rng.set_state(st.rng("dropout"));
+        auto it = st.data_position.find("train");
+        HIPPO_CHECK(it != st.data_position.end(), "checkpoint '%s' has no data position", ckpt_dir.c_str());
+        data->set_state(it->second);
+        truncate_metrics(metrics_path, step);
+    } else {
+        fs::create_directories(o.out_dir);
+        std::ofstream(metrics_path, std::ios::trunc);
+    }
+
+    json config_json{{"model", cfg.to_json()}, {"train", o.to_json()}, {"data", o.data}, {"seed", o.seed}};
+    Progress progress(o.steps, o.log_every, o.quiet);
+    progress.line(model.summary() + strf("data: %s\n", data->describe().c_str()) +
+                  strf("train: %lld steps, batch %lld x %lld tokens, %s, ssm_lr %g, wd %g, clip %g, seed %llu, threads %d%s",
+                       (long long)o.steps, (long long)o.batch, (long long)L, sched.str().c_str(), o.ssm_lr, o.weight_decay,
+                       o.clip, (unsigned long long)o.seed, num_threads(),
+                       o.resume ? strf(", resuming at step %lld", (long long)step).c_str() : ""));
+
+    std::ofstream metrics(metrics_path, std::ios::app);
+    int64_t last_saved = o.resume ? step : -1;
+    auto save = [&](int64_t at) {
+        HIPPO_CHECK(all_finite(model),
+                    "step %lld: parameters are not finite; stopping without saving (last good checkpoint: %s)",
+                    (long long)at, last_saved >= 0 ? strf("%s at step %lld", ckpt_dir.c_str(), (long long)last_saved).c_str() : "none");
+        TrainState st;
+        st.step = at;
+        st.rngs["dropout"] = dropout_rng.state();
+        st.data_position["train"] = data->state();
+        st.metadata["data"] = o.data;
+        save_checkpoint(ckpt_dir, model, config_json, &optim, &st);
+        last_saved = at;
+    };
+    TrainResult res;
+    auto run_eval = [&](int64_t at) {
+        model.eval();
+        EvalResult e = evaluate(model, *data, "val", o.batch, L, o.eval_batches);
+        model.train();
+        metrics << json{{"step", at}, {"val_loss", e.loss}, {"val_acc", e.accuracy}, {"val_ppl", e.perplexity}}.dump() << "\n";
+        metrics.flush();
+        progress.line(strf("step %lld: val loss %.4f acc %.4f ppl %.3f", (long long)at, e.loss, e.accuracy, e.perplexity));
+        res.last_eval = e;
+        res.evaluated = true;
+    };
+
+    model.train();
+    const double t_start = now_seconds();
+    double train_time = 0;
+    int64_t run_steps = 0;
+    double ema_tok_s = 0;
+    const int64_t end = o.stop_after > 0 ? std::min(o.steps, step + o.stop_after) : o.steps;
+    while (step < end) {
+        const double t0 = now_seconds();
+        const double lr = sched.lr_at(step);
+        optim.set_lr(lr);
+        Batch b = data->next_train_batch(o.batch, L);
+        const uint64_t dseed = dropout_rng.next_u64();
+        optim.zero_grad();
+        Tensor logits = model.forward(b.ids, b.B, b.L, dseed);
+        Tensor loss = cross_entropy(logits, b.targets, kIgnoreIndex);
+        double lv = loss.item();
+        if (step == o.inject_nan_step) lv = std::nan("");
+        auto stop = [&](const char* what, double v) {
+            progress.finish();
+            throw Error(strf("step %lld: %s is %g (lr %g); stopping without saving. Last good checkpoint: %s", (long long)(step + 1),
+                             what, v, lr,
+                             last_saved >= 0 ? strf("%s (step %lld)", ckpt_dir.c_str(), (long long)last_saved).c_str() : "none"));
+        };
+        if (!std::isfinite(lv)) stop("the training loss", lv);
+        loss.backward();
+        double gnorm = o.clip > 0 ? optim.clip_grad_norm(o.clip) : optim.clip_grad_norm(1e300);
+        if (!std::isfinite(gnorm)) stop("the gradient norm", gnorm);
+        optim.step();
+        step++;
+        run_steps++;
+        res.losses.push_back(lv);
+        const double dt = now_seconds() - t0;
+        train_time += dt;
+        const double tok_s = double(b.B * b.L) / std::max(dt, 1e-9);
+        ema_tok_s = run_steps == 1 ? tok_s : 0.9 * ema_tok_s + 0.1 * tok_s;
+        metrics << json{{"step", step}, {"loss", lv}, {"lr", lr}, {"gnorm", gnorm}, {"tok_s", tok_s},
+                        {"elapsed_s", now_seconds() - t_start}}.dump()
+                << "\n";
+        const double eta = (train_time / double(run_steps)) * double(o.steps - step);
+        progress.update(step, lv, lr, ema_tok_s, eta);
+        const bool last = step == end;
+        if ((o.eval_every > 0 && step % o.eval_every == 0) || step == o.steps) run_eval(step);
+        if ((o.save_every > 0 && step % o.save_every == 0) || last) save(step);
+    }
+    metrics.flush();
+    progress.finish();
+    res.step = step;
+    res.steps_per_s = train_time > 0 ? double(run_steps) / train_time : 0;
+    res.tokens_per_s = res.steps_per_s * double(o.batch * L);
+    progress.line(strf("done: %lld steps in %s (%.2f steps/s, %.0f tok/s); checkpoint %s", (long long)run_steps,
+                       fmt_duration(now_seconds() - t_start).c_str(), res.steps_per_s, res.tokens_per_s, ckpt_dir.c_str()));
+    return res;
+}
+
+}  // namespace hippo
