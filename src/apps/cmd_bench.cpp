@@ -8,6 +8,7 @@
 #include "bench/bench_core.h"
 #include "bench/bench_elementwise.h"
 #include "bench/bench_fft.h"
+#include "bench/bench_generate.h"
 #include "bench/bench_norm.h"
 #include "bench/bench_ssm.h"
 #include "bench/bench_train.h"
@@ -38,7 +39,7 @@ void append(std::vector<BenchRecord>& dst, const std::vector<BenchRecord>& src) 
 }  // namespace
 
 int cmd_bench(int argc, char** argv) {
-    Args args(argc, argv, {"help", "json", "all-backends"}, {"threads", "fft-log2", "L", "channels", "chunk", "d-model", "layers", "vocab", "models"});
+    Args args(argc, argv, {"help", "json", "all-backends"}, {"threads", "fft-log2", "L", "channels", "chunk", "d-model", "layers", "vocab", "models", "prompts", "batches", "gen", "contexts"});
     const char* usage =
         "usage: hippo bench NAME [--json] [--threads N]\n"
         "  core         machine peaks (peak.fma, peak.bandwidth), GEMM, FFT (with FFTW side by side),\n"
@@ -53,6 +54,8 @@ int cmd_bench(int argc, char** argv) {
         "               (--L 1024,4096,16384,65536,1048576 --channels 768 --chunk 8192)\n"
         "  h3           the whole H3 mixer, forward and forward+backward (--L 2048 --d-model 768)\n"
         "  attention    tiled / materialised / decode / block-sparse / linear attention (--L ...)\n"
+        "  generate     decoding throughput, hybrid H3 vs Transformer (125M shapes, random weights)\n"
+        "               (--prompts 128,512,1536,4096 --batches 1,8 --gen 128 --contexts 128,8192)\n"
         "  train        LM training steps with AdamW, tokens/s and time inside GEMMs\n"
         "               (--models h3,hybrid,transformer --L 2048 --d-model 768 --layers 12 --vocab 50257)\n"
         "Output: a table, or with --json a JSON array of records {name, shape fields, pass, ms, runs, ...}.\n";
@@ -84,6 +87,9 @@ int cmd_bench(int argc, char** argv) {
                                    args.get_int("channels", 768), args.get_int("chunk", 8192)));
     } else if (name == "attention") {
         append(recs, bench_attention(args.get_int_list("L", {1024, 2048, 4096, 16384, 65536})));
+    } else if (name == "generate") {
+        append(recs, bench_generate(args.get_int_list("prompts", {128, 512, 1536, 4096}), args.get_int_list("batches", {1, 8}),
+                                    args.get_int("gen", 128), args.get_int_list("contexts", {128, 8192})));
     } else if (name == "train") {
         std::vector<std::string> models;
         std::string list = args.get("models", "h3,hybrid,transformer");

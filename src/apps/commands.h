@@ -10,4 +10,6 @@ int cmd_eval(int argc, char** argv);
 int cmd_plot(int argc, char** argv);
 int cmd_tokenize(int argc, char** argv);
 int cmd_import(int argc, char** argv);
+int cmd_generate(int argc, char** argv);
+int cmd_score(int argc, char** argv);
 }  // namespace hippo

@@ -23,6 +23,8 @@ const Command kCommands[] = {
     {"plot", hippo::cmd_plot, "draw loss/accuracy curves of runs to SVG (hippo plot RUN_DIR... --out curves.svg)"},
     {"tokenize", hippo::cmd_tokenize, "GPT-2 BPE: hippo tokenize encode FILE | decode [FILE|-]"},
     {"import", hippo::cmd_import, "convert a PyTorch H3 checkpoint (hippo import FILE.pt --out DIR [--heads N])"},
+    {"generate", hippo::cmd_generate, "generate text (hippo generate MODEL_DIR --prompt TEXT [--n 64 --temperature --top-k --top-p])"},
+    {"score", hippo::cmd_score, "log-likelihood / perplexity / logits of tokens (hippo score MODEL_DIR --tokens T.bin)"},
 };
 
 void usage(FILE* f) {

@@ -137,14 +137,24 @@ LMState LMModel::new_state(int64_t batch, int64_t max_len) const {
     return st;
 }
 
-Tensor LMModel::prefill(const std::vector<int32_t>& ids, int64_t B, int64_t L, LMState& st) const {
-    NoGradGuard no_grad;
+Tensor LMModel::prefill_hidden(const std::vector<int32_t>& ids, int64_t B, int64_t L, LMState& st) const {
     HIPPO_CHECK(B == st.batch && st.pos == 0, "model prefill: the state is for batch %lld and has consumed %lld tokens",
                 (long long)st.batch, (long long)st.pos);
     Tensor h = embed(ids, B, L, 0);
     for (size_t i = 0; i < blocks.size(); i++) h = blocks[i]->prefill(h, *st.layers[i]);
     st.pos = L;
-    return head(h);
+    return h;
+}
+
+Tensor LMModel::prefill(const std::vector<int32_t>& ids, int64_t B, int64_t L, LMState& st) const {
+    NoGradGuard no_grad;
+    return head(prefill_hidden(ids, B, L, st));
+}
+
+Tensor LMModel::prefill_last(const std::vector<int32_t>& ids, int64_t B, int64_t L, LMState& st) const {
+    NoGradGuard no_grad;
+    Tensor h = prefill_hidden(ids, B, L, st);
+    return head(h.slice(1, L - 1, L).reshape({B, cfg_.d_model}));
 }
 
 Tensor LMModel::step(const std::vector<int32_t>& ids, LMState& st) const {

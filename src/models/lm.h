@@ -76,6 +76,9 @@ public:
 
     LMState new_state(int64_t batch, int64_t max_len = 0) const;
     Tensor prefill(const std::vector<int32_t>& ids, int64_t B, int64_t L, LMState& st) const;  // (B, L, Vpad)
+    // As prefill, but only the last position's logits (B, Vpad): what generation needs, without
+    // the (B, L, Vpad) tensor that long prompts would make.
+    Tensor prefill_last(const std::vector<int32_t>& ids, int64_t B, int64_t L, LMState& st) const;
     Tensor step(const std::vector<int32_t>& ids, LMState& st) const;                           // (B) -> (B, Vpad)
 
     const ModelConfig& config() const { return cfg_; }
@@ -90,6 +93,7 @@ public:
 
 private:
     Tensor embed(const std::vector<int32_t>& ids, int64_t B, int64_t L, int64_t pos0) const;
+    Tensor prefill_hidden(const std::vector<int32_t>& ids, int64_t B, int64_t L, LMState& st) const;
     Tensor head(const Tensor& h) const;
     void init_weights(Rng& rng);
     ModelConfig cfg_;

@@ -1,0 +1,123 @@
+#include "bench/bench_generate.h"
+
+#include <algorithm>
+
+#include "bench/bench_core.h"
+#include "common/rng.h"
+#include "common/runtime.h"
+#include "models/lm.h"
+
+namespace hippo {
+
+namespace {
+
+ModelConfig shape_125m(bool transformer, bool pure_h3) {
+    ModelConfig cfg;
+    cfg.d_model = 768;
+    cfg.n_layer = 12;
+    cfg.vocab_size = 50257;
+    cfg.attn.num_heads = 12;
+    cfg.embed_dropout = cfg.resid_dropout = 0;
+    if (transformer) {
+        cfg.name = "transformer";
+        cfg.mixer = MixerKind::attention;
+    } else {
+        cfg.name = pure_h3 ? "h3" : "hybrid";
+        cfg.mixer = MixerKind::h3;
+        if (!pure_h3) cfg.attn_layer_idx = {6};
+    }
+    return cfg;
+}
+
+std::vector<int32_t> random_ids(int64_t n, Rng& rng) {
+    std::vector<int32_t> v(static_cast<size_t>(n));
+    for (auto& t : v) t = int32_t(rng.below(50257));
+    return v;
+}
+
+// Greedy next tokens from (B, Vpad) logits (the sampler's cost is not what is measured here).
+std::vector<int32_t> argmax_rows(const Tensor& logits, int64_t vocab) {
+    const int64_t B = logits.size(0), V = logits.size(1);
+    std::vector<int32_t> out(static_cast<size_t>(B));
+    for (int64_t b = 0; b < B; b++) {
+        const float* r = logits.data() + b * V;
+        out[size_t(b)] = int32_t(std::max_element(r, r + vocab) - r);
+    }
+    return out;
+}
+
+}  // namespace
+
+std::vector<BenchRecord> bench_generate(const std::vector<long long>& prompts, const std::vector<long long>& batches,
+                                        long long gen_len, const std::vector<long long>& h3_contexts) {
+    std::vector<BenchRecord> out;
+    double bw_gbps = 0;
+    for (auto& r : bench_peak_bandwidth())
+        if (r.name == "peak.bandwidth") bw_gbps = r.derived["gbps"];
+    Rng rng(5);
+    for (bool transformer : {false, true}) {
+        LMModel model(shape_125m(transformer, false), 1);
+        model.eval();
+        // Bytes of weights read per decode step (the embedding is read once as the output head).
+        const double weight_bytes = double(model.num_parameters()) * 4.0;
+        const int64_t n_attn = transformer ? 12 : 1;
+        for (long long B : batches)
+            for (long long P : prompts) {
+                std::vector<int32_t> ids = random_ids(B * P, rng);
+                LMState st = model.new_state(B, P + gen_len);
+                double t0 = now_seconds();
+                Tensor logits = model.prefill_last(ids, B, P, st);
+                double t1 = now_seconds();
+                std::vector<int32_t> next = argmax_rows(logits, 50257);
+                for (long long i = 0; i < gen_len; i++) next = argmax_rows(model.step(next, st), 50257);
+                double t2 = now_seconds();
+                const double decode_ms = (t2 - t1) * 1e3;
+                const double ctx = double(P + gen_len / 2);  // mean context while decoding
+                const double kv_bytes = 2.0 * double(n_attn) * double(B) * ctx * 768.0 * 4.0;
+                BenchRecord r;
+                r.name = transformer ? "generate.transformer" : "generate.hybrid";
+                r.shape = {{"B", B}, {"L", P}, {"D", 768}};
+                r.pass = "step";
+                r.ms = decode_ms;
+                r.runs = 1;
+                r.derived["prefill_ms"] = (t1 - t0) * 1e3;
+                r.derived["ms_per_token"] = decode_ms / double(gen_len);
+                r.derived["tokens_per_s"] = double(B * gen_len) / (decode_ms * 1e-3);
+                r.derived["total_tokens_per_s"] = double(B * gen_len) / (t2 - t0);
+                r.derived["kv_mb"] = 2.0 * double(n_attn) * double(B) * double(P + gen_len) * 768.0 * 4.0 / (1 << 20);
+                if (bw_gbps > 0) r.derived["mem_bound_ms"] = (weight_bytes + kv_bytes) / (bw_gbps * 1e9) * 1e3;
+                r.extra["gen_len"] = gen_len;
+                out.push_back(r);
+            }
+    }
+    // Pure H3: latency per token does not depend on the context.
+    LMModel h3(shape_125m(false, true), 1);
+    h3.eval();
+    for (long long ctx : h3_contexts) {
+        std::vector<int32_t> ids = random_ids(ctx, rng);
+        LMState st = h3.new_state(1, ctx + 64);
+        Tensor logits = h3.prefill_last(ids, 1, ctx, st);
+        std::vector<int32_t> next = argmax_rows(logits, 50257);
+        for (int i = 0; i < 4; i++) next = argmax_rows(h3.step(next, st), 50257);  // warm-up
+        std::vector<double> lat;
+        for (int i = 0; i < 32; i++) {
+            double t0 = now_seconds();
+            next = argmax_rows(h3.step(next, st), 50257);
+            lat.push_back((now_seconds() - t0) * 1e3);
+        }
+        std::sort(lat.begin(), lat.end());
+        BenchRecord r;
+        r.name = "generate.h3";
+        r.shape = {{"B", 1}, {"L", ctx}, {"D", 768}};
+        r.pass = "step";
+        r.ms = lat[lat.size() / 2];
+        r.runs = int(lat.size());
+        r.derived["ms_per_token"] = r.ms;
+        r.derived["tokens_per_s"] = 1e3 / r.ms;
+        if (bw_gbps > 0) r.derived["mem_bound_ms"] = double(h3.num_parameters()) * 4.0 / (bw_gbps * 1e9) * 1e3;
+        out.push_back(r);
+    }
+    return out;
+}
+
+}  // namespace hippo

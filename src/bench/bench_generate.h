@@ -1,0 +1,19 @@
+// Generation throughput (`hippo bench generate`): random-weight models of the released 125M shape,
+// the hybrid H3 (attention at layer 6) against a Transformer of the same width and depth, prompt
+// processed in parallel mode, then token-by-token decoding (recurrent SSM state, KV cache).
+#pragma once
+#include <vector>
+
+#include "common/bench.h"
+
+namespace hippo {
+
+// "generate.hybrid" / "generate.transformer" for each batch and prompt length: ms (decode time for
+// gen_len tokens), prefill_ms, ms_per_token (decode latency per step), tokens_per_s (B * gen_len /
+// decode time), total_tokens_per_s (including the prompt), kv_mb (KV cache size at the end) and
+// mem_bound_ms (bytes a step must read — weights + KV cache — at the measured bandwidth).
+// "generate.h3" per-token latency at the given contexts (pure H3 12 layers, batch 1).
+std::vector<BenchRecord> bench_generate(const std::vector<long long>& prompts, const std::vector<long long>& batches,
+                                        long long gen_len, const std::vector<long long>& h3_contexts);
+
+}  // namespace hippo
