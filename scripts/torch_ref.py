@@ -47,12 +47,27 @@ def h3_forward(u, p, d, N, P):
     return lin(o, "output_linear")
 
 
+def apply_rotary(t, inv_freq):
+    # GPT-NeoX rotate_half on the first rotary_dim = 2 len(inv_freq) dims of each head; t (B, L, H, hd)
+    rd = 2 * inv_freq.shape[0]
+    freqs = torch.outer(torch.arange(t.shape[1], dtype=t.dtype), inv_freq.to(t.dtype))
+    cos = torch.cat((freqs.cos(), freqs.cos()), -1)[None, :, None, :]
+    sin = torch.cat((freqs.sin(), freqs.sin()), -1)[None, :, None, :]
+    tr, tp = t[..., :rd], t[..., rd:]
+    t1, t2 = tr.chunk(2, dim=-1)
+    return torch.cat((tr * cos + torch.cat((-t2, t1), -1) * sin, tp), dim=-1)
+
+
 def attention_forward(x, p, prefix, n_heads, causal=True):
-    # flash_attn MHA as the hybrids use it: Wqkv (3, heads, head_dim) layout, out_proj
+    # flash_attn MHA as the hybrids use it: Wqkv (3, heads, head_dim) layout, out_proj, optional
+    # rotary (when the checkpoint has rotary_emb.inv_freq)
     B, L, d = x.shape
     hd = d // n_heads
     qkv = x @ p[prefix + "Wqkv.weight"].T + p[prefix + "Wqkv.bias"]
     q, k, v = qkv.view(B, L, 3, n_heads, hd).unbind(2)
+    if prefix + "rotary_emb.inv_freq" in p:
+        q = apply_rotary(q, p[prefix + "rotary_emb.inv_freq"])
+        k = apply_rotary(k, p[prefix + "rotary_emb.inv_freq"])
     s = torch.einsum("bqhd,bkhd->bhqk", q, k) / hd ** 0.5
     if causal:
         s = s.masked_fill(torch.ones(L, L, dtype=torch.bool).triu(1), float("-inf"))

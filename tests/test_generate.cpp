@@ -102,3 +102,37 @@ TEST(Score, StepLogitsEqualParallelLogits) {
     EXPECT_NEAR(p1, p2, 1e-3 * p1);
     EXPECT_GT(p1, 1.0);
 }
+
+// hippo import of a PyTorch-written checkpoint, then the hippo model's logits equal the Python
+// model's (tests/data/torch/plain_logits.json, scripts/fixtures/make_import_logits.py).
+TEST(Import, LogitsMatchThePythonModel) {
+    std::string data = std::string(HIPPO_TEST_DATA) + "/torch/";
+    nlohmann::json ref = nlohmann::json::parse(std::string(
+        [&] { auto b = read_file(data + "plain_logits.json"); return std::string(b.begin(), b.end()); }()));
+    std::string out = (fs::temp_directory_path() / ("hippo_import_test_" + std::to_string(::getpid()))).string();
+    for (const char* file : {"plain.pt", "lightning.pt"}) {
+        std::string o;
+        {
+            std::vector<std::string> args = {"import", data + file, "--out", out, "--heads", std::to_string(int(ref["heads"]))};
+            std::vector<char*> argv;
+            for (auto& a : args) argv.push_back(a.data());
+            testing::internal::CaptureStdout();
+            int rc = cmd_import(int(argv.size()), argv.data());
+            testing::internal::GetCapturedStdout();
+            ASSERT_EQ(rc, 0) << file;
+        }
+        LoadedModel lm = load_model_dir(out);
+        const int64_t B = ref["B"], L = ref["L"];
+        std::vector<int32_t> ids = ref["ids"].get<std::vector<int32_t>>();
+        std::vector<float> got = lm.model->forward(ids, B, L).to_vector();
+        std::vector<double> want = ref["logits"].get<std::vector<double>>();
+        ASSERT_EQ(got.size(), want.size()) << file;
+        double worst = 0, scale = 1e-6;
+        for (size_t i = 0; i < got.size(); i++) {
+            worst = std::max(worst, std::fabs(double(got[i]) - want[i]));
+            scale = std::max(scale, std::fabs(want[i]));
+        }
+        EXPECT_LT(worst / scale, 1e-4) << file << ": max |diff| " << worst << " at scale " << scale;
+        fs::remove_all(out);
+    }
+}

@@ -18,8 +18,10 @@ LoadedModel load_model_dir(const std::string& path) {
     HIPPO_CHECK(fs::exists(p / "config.json"), "'%s' has no config.json (nor checkpoint/config.json)", path.c_str());
     m.dir = p.string();
     m.config = load_config(m.dir);
-    HIPPO_CHECK(m.config.contains("model"), "%s/config.json has no \"model\" object", m.dir.c_str());
-    ModelConfig cfg = parse_model_config(m.config.at("model"), m.dir + "/config.json model");
+    // Training runs write {"model": {...}, "train": ...}; hippo import writes the model object itself.
+    const nlohmann::json& mj = m.config.contains("model") ? m.config.at("model") : m.config;
+    HIPPO_CHECK(mj.is_object() && mj.contains("d_model"), "%s/config.json has no model configuration", m.dir.c_str());
+    ModelConfig cfg = parse_model_config(mj, m.dir + "/config.json model");
     m.model = std::make_unique<LMModel>(cfg, 0);
     load_checkpoint(m.dir, *m.model);
     m.model->eval();
