@@ -45,7 +45,9 @@ int cmd_eval(int argc, char** argv) {
     int64_t seq_len = 256;
     if (saved.contains("train") && saved["train"].contains("seq_len")) seq_len = saved["train"]["seq_len"].get<int64_t>();
     seq_len = args.get_int("seq-len", seq_len);
-    std::unique_ptr<DataSource> data = make_data_source(spec, seed);
+    std::string tokenizer = "bytes";
+    if (saved.contains("train") && saved["train"].contains("tokenizer")) tokenizer = saved["train"]["tokenizer"];
+    std::unique_ptr<DataSource> data = make_data_source(spec, seed, tokenizer);
     HIPPO_CHECK(cfg.vocab_size >= data->vocab_size(), "eval: model vocab_size %lld is smaller than the data's vocabulary %lld",
                 (long long)cfg.vocab_size, (long long)data->vocab_size());
     const double t0 = now_seconds();
@@ -55,7 +57,7 @@ int cmd_eval(int argc, char** argv) {
         nlohmann::json j{{"run", args.positional()[0]}, {"data", spec}, {"split", split}, {"loss", r.loss},
                          {"accuracy", r.accuracy}, {"perplexity", r.perplexity}, {"tokens", r.tokens},
                          {"batches", r.batches}, {"seconds", dt}};
-        if (!data->synthetic()) j["bits_per_byte"] = r.loss / std::log(2.0);
+        if (!data->synthetic()) j[tokenizer == "bytes" ? "bits_per_byte" : "bits_per_token"] = r.loss / std::log(2.0);
         std::printf("%s\n", j.dump().c_str());
     } else {
         std::printf("%s %s: loss %.4f  accuracy %.4f  perplexity %.4f  (%lld positions, %.1f s)\n", spec.c_str(),

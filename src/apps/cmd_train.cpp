@@ -13,7 +13,7 @@ namespace hippo {
 int cmd_train(int argc, char** argv) {
     Args args(argc, argv, {"help", "resume", "quiet", "describe"},
               {"model", "data", "out", "steps", "batch", "seq-len", "lr", "min-lr", "warmup", "schedule", "weight-decay",
-               "ssm-lr", "beta1", "beta2", "clip", "eval-every", "eval-batches", "save-every", "log-every", "seed",
+               "ssm-lr", "beta1", "beta2", "clip", "eval-every", "eval-batches", "save-every", "log-every", "seed", "tokenizer",
                "threads", "dropout", "stop-after"});
     const char* usage =
         "usage: hippo train --model CONFIG.json --data SOURCE --out RUN_DIR [options]\n"
@@ -26,6 +26,7 @@ int cmd_train(int argc, char** argv) {
         "  --schedule cosine|linear|constant (cosine)      --weight-decay X (0.1)\n"
         "  --ssm-lr X (min(1e-3, lr); SSM log_dt/A/B, no weight decay)   --beta1/--beta2 (0.9/0.999)\n"
         "  --clip X (1.0; 0 = off) --dropout P (overrides embed and residual dropout)\n"
+        "  --tokenizer bytes|gpt2 (text data; gpt2 = GPT-2 BPE, files from scripts/fetch_tokenizer.sh)\n"
         "  --eval-every N (0 = at the end)  --eval-batches K (20; 0 = whole split)\n"
         "  --save-every N (0 = at the end)  --log-every N   --seed S (0)  --threads N\n"
         "  --resume: continue RUN_DIR's checkpoint exactly (same data, seed, optimizer and RNG state)\n"
@@ -76,6 +77,7 @@ int cmd_train(int argc, char** argv) {
     o.seed = uint64_t(args.get_int("seed", int64_t(o.seed)));
     o.threads = int(args.get_int("threads", 0));
     o.dropout = args.get_double("dropout", o.dropout);
+    o.tokenizer = args.get("tokenizer", o.tokenizer);
     o.stop_after = args.get_int("stop-after", 0);
     o.quiet = args.has("quiet");
     o.resume = resume;

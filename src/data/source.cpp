@@ -1,5 +1,7 @@
 #include "data/source.h"
 
+#include "text/gpt2_tokenizer.h"
+
 #include <algorithm>
 #include <bit>
 #include <cstdlib>
@@ -121,15 +123,25 @@ private:
 
 class TextSource : public DataSource {
 public:
-    TextSource(const std::string& spec, const std::string& path, uint64_t seed) : spec_(spec), path_(path) {
+    TextSource(const std::string& spec, const std::string& path, uint64_t seed, const std::string& tokenizer)
+        : spec_(spec), path_(path), tokenizer_(tokenizer) {
         std::ifstream f(path, std::ios::binary);
         HIPPO_CHECK(f.good(), "cannot open data file '%s'", path.c_str());
         std::stringstream ss;
         ss << f.rdbuf();
         const std::string s = ss.str();
-        bytes_.assign(s.begin(), s.end());
-        const int64_t n = int64_t(bytes_.size());
-        HIPPO_CHECK(n >= 1000, "data file '%s' is too small (%lld bytes)", path.c_str(), (long long)n);
+        if (tokenizer == "gpt2") {
+            Gpt2Tokenizer tok = Gpt2Tokenizer::load();
+            tokens_ = tok.encode(s);
+            vocab_ = tok.vocab_size();
+        } else {
+            HIPPO_CHECK(tokenizer == "bytes", "unknown tokenizer '%s' (bytes or gpt2)", tokenizer.c_str());
+            tokens_.assign(s.begin(), s.end());
+            for (auto& t : tokens_) t &= 0xFF;  // bytes, not signed chars
+            vocab_ = 256;
+        }
+        const int64_t n = int64_t(tokens_.size());
+        HIPPO_CHECK(n >= 1000, "data file '%s' is too small (%lld tokens)", path.c_str(), (long long)n);
         split_[0] = 0;
         split_[1] = n * 90 / 100;
         split_[2] = n * 95 / 100;
@@ -137,11 +149,11 @@ public:
         rng_.reseed(splitmix64(seed ^ 0x7E47DA7Aull));
     }
     std::string describe() const override {
-        return strf("%s (%s, %lld bytes; byte tokens; train/val/test %lld/%lld/%lld)", spec_.c_str(), path_.c_str(),
-                    (long long)bytes_.size(), (long long)(split_[1] - split_[0]), (long long)(split_[2] - split_[1]),
+        return strf("%s (%s, %lld %s tokens; train/val/test %lld/%lld/%lld)", spec_.c_str(), path_.c_str(),
+                    (long long)tokens_.size(), tokenizer_.c_str(), (long long)(split_[1] - split_[0]), (long long)(split_[2] - split_[1]),
                     (long long)(split_[3] - split_[2]));
     }
-    int64_t vocab_size() const override { return 256; }
+    int64_t vocab_size() const override { return vocab_; }
     bool synthetic() const override { return false; }
     int64_t fixed_seq_len() const override { return 0; }
 
@@ -190,12 +202,13 @@ public:
 private:
     void window(Batch& b, int64_t row, int64_t o) const {
         for (int64_t t = 0; t < b.L; t++) {
-            b.ids[size_t(row * b.L + t)] = bytes_[size_t(o + t)];
-            b.targets[size_t(row * b.L + t)] = bytes_[size_t(o + t + 1)];
+            b.ids[size_t(row * b.L + t)] = tokens_[size_t(o + t)];
+            b.targets[size_t(row * b.L + t)] = tokens_[size_t(o + t + 1)];
         }
     }
-    std::string spec_, path_;
-    std::vector<uint8_t> bytes_;
+    std::string spec_, path_, tokenizer_;
+    std::vector<int32_t> tokens_;
+    int64_t vocab_ = 256;
     int64_t split_[4];
     Rng rng_;
 };
@@ -265,11 +278,13 @@ std::string corpus_path(const std::string& spec) {
     return p;
 }
 
-std::unique_ptr<DataSource> make_data_source(const std::string& spec, uint64_t seed) {
+std::unique_ptr<DataSource> make_data_source(const std::string& spec, uint64_t seed, const std::string& tokenizer) {
     std::string kind = spec.substr(0, spec.find(':'));
-    if (kind == "induction_head" || kind == "assoc_recall" || kind == "mqar")
+    if (kind == "induction_head" || kind == "assoc_recall" || kind == "mqar") {
+        HIPPO_CHECK(tokenizer == "bytes" || tokenizer.empty(), "--tokenizer applies to text data only");
         return std::make_unique<SyntheticSource>(parse_task(spec), seed);
-    return std::make_unique<TextSource>(spec, corpus_path(spec), seed);
+    }
+    return std::make_unique<TextSource>(spec, corpus_path(spec), seed, tokenizer.empty() ? "bytes" : tokenizer);
 }
 
 }  // namespace hippo

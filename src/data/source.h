@@ -48,6 +48,9 @@ std::vector<std::string> corpus_names();
 // the fetch command).
 std::string corpus_path(const std::string& spec);
 
-std::unique_ptr<DataSource> make_data_source(const std::string& spec, uint64_t seed);
+// tokenizer (text sources only): "bytes" (vocabulary 256) or "gpt2" (GPT-2 BPE, vocabulary 50257,
+// files from scripts/fetch_tokenizer.sh).
+std::unique_ptr<DataSource> make_data_source(const std::string& spec, uint64_t seed,
+                                             const std::string& tokenizer = "bytes");
 
 }  // namespace hippo

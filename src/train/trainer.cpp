@@ -28,7 +28,7 @@ json TrainOptions::to_json() const {
                 {"schedule", schedule},   {"weight_decay", weight_decay}, {"ssm_lr", ssm_lr},
                 {"beta1", beta1},         {"beta2", beta2},           {"clip", clip},
                 {"eval_every", eval_every}, {"eval_batches", eval_batches}, {"save_every", save_every},
-                {"log_every", log_every}, {"dropout", dropout}};
+                {"log_every", log_every}, {"dropout", dropout}, {"tokenizer", tokenizer}};
 }
 
 void apply_train_json(TrainOptions& o, const json& t, const std::string& where) {
@@ -64,6 +64,10 @@ void apply_train_json(TrainOptions& o, const json& t, const std::string& where) 
         else if (k == "save_every") o.save_every = integer();
         else if (k == "log_every") o.log_every = integer();
         else if (k == "dropout") o.dropout = num();
+        else if (k == "tokenizer") {
+            HIPPO_CHECK(v.is_string(), "%s: train.tokenizer must be a string", where.c_str());
+            o.tokenizer = v.get<std::string>();
+        }
         else if (k == "data") {
             HIPPO_CHECK(v.is_string(), "%s: train.data must be a string", where.c_str());
             o.data = v.get<std::string>();
@@ -209,6 +213,7 @@ TrainResult train(const ModelConfig& model_config_in, const TrainOptions& opt_in
                     "train --resume: data '%s' differs from the checkpoint's '%s'", o.data.c_str(),
                     saved.value("data", std::string()).c_str());
         o.seed = saved.value("seed", uint64_t(0));
+        if (saved.contains("train") && saved["train"].contains("tokenizer")) o.tokenizer = saved["train"]["tokenizer"];
     }
     HIPPO_CHECK(!o.data.empty(), "train: no data source (--data)");
     HIPPO_CHECK(o.steps > 0 && o.batch > 0, "train: steps and batch must be positive");
@@ -221,7 +226,7 @@ TrainResult train(const ModelConfig& model_config_in, const TrainOptions& opt_in
     if (o.ssm_lr < 0) o.ssm_lr = std::min(1e-3, o.lr);
     if (o.log_every <= 0) o.log_every = std::max<int64_t>(1, o.steps / 20);
 
-    std::unique_ptr<DataSource> data = make_data_source(o.data, o.seed);
+    std::unique_ptr<DataSource> data = make_data_source(o.data, o.seed, o.tokenizer);
     if (cfg.vocab_from_data) {
         cfg.vocab_size = data->vocab_size();
         cfg.vocab_from_data = false;

@@ -29,6 +29,7 @@ namespace hippo {
 
 struct TrainOptions {
     std::string data;     // SOURCE (data/source.h)
+    std::string tokenizer = "bytes";  // text sources: bytes or gpt2
     std::string out_dir;  // RUN_DIR
     int64_t steps = 1000;
     int64_t batch = 32;
