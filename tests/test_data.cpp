@@ -11,6 +11,7 @@
 #include "common/check.h"
 #include "data/source.h"
 #include "data/synthetic.h"
+#include "text/gpt2_tokenizer.h"
 
 using namespace hippo;
 
@@ -235,4 +236,26 @@ TEST(DataSource, MissingCorpusNamesFileAndFetchCommand) {
     unsetenv("HIPPO_DATA");
     EXPECT_THROW(make_data_source("text:/nonexistent/file.txt", 0), Error);
     EXPECT_THROW(make_data_source("wikitext", 0), Error);
+}
+
+// --tokenizer gpt2: text windows are GPT-2 ids whose decoded bytes are a piece of the file.
+TEST(TextData, Gpt2Tokens) {
+    if (!std::filesystem::exists(Gpt2Tokenizer::default_vocab_dir() + "/encoder.json"))
+        GTEST_SKIP() << "GPT-2 files not fetched (scripts/fetch_tokenizer.sh)";
+    std::string text;
+    for (int i = 0; i < 300; i++) text += "Call me Ishmael. Some years ago, never mind how long precisely. " + std::to_string(i) + "\n";
+    std::string path = (std::filesystem::temp_directory_path() / "hippo_gpt2_text.txt").string();
+    std::ofstream(path) << text;
+    auto src = make_data_source("text:" + path, 3, "gpt2");
+    EXPECT_EQ(src->vocab_size(), 50257);
+    Batch b = src->next_train_batch(2, 16);
+    Gpt2Tokenizer tok = Gpt2Tokenizer::load();
+    for (int64_t r = 0; r < 2; r++) {
+        std::vector<int32_t> row(b.ids.begin() + r * 16, b.ids.begin() + (r + 1) * 16);
+        EXPECT_NE(text.find(tok.decode(row)), std::string::npos);
+        EXPECT_EQ(b.targets[size_t(r * 16)], b.ids[size_t(r * 16 + 1)]);
+    }
+    EXPECT_THROW(make_data_source("text:" + path, 3, "words"), Error);
+    EXPECT_THROW(make_data_source("assoc_recall", 3, "gpt2"), Error);
+    std::filesystem::remove(path);
 }
