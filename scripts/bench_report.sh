@@ -23,12 +23,13 @@ run gemm_noenv env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$hippo" bench gemm 
 run gemm_blis_arch env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE BLIS_ARCH_TYPE=zen3 "$hippo" bench gemm --all-backends --json --threads "$threads"
 run fftconv "$hippo" bench fftconv --json --threads "$threads" --L "${FFTCONV_L:-1024,4096,16384,65536,1048576}"
 run h3 "$hippo" bench h3 --json --threads "$threads"
-if "$hippo" bench --help 2>&1 | grep -q attention; then
-    run attention "$hippo" bench attention --json --threads "$threads"
-fi
+run attention "$hippo" bench attention --json --threads "$threads"
+run train "$hippo" bench train --json --threads "$threads"
+run generate "$hippo" bench generate --json --threads "$threads"
 if /usr/bin/python3 -c "import torch" 2>/dev/null; then
     run torch_fftconv /usr/bin/python3 scripts/bench_torch.py fftconv --L 4096 --channels 768 --threads "$threads"
     run torch_h3 /usr/bin/python3 scripts/bench_torch.py h3 --L 2048 --channels 768 --threads "$threads"
+    run torch_train /usr/bin/python3 scripts/bench_torch.py train --L 2048 --channels 768 --threads "$threads" --runs 2
 fi
 peers=../shared/peers
 if [ -d "$peers" ] && [ -f /usr/include/fftw3.h ]; then
