@@ -37,14 +37,7 @@ std::string error_of(const json& j) {
     return "";
 }
 
-std::vector<std::string> available_mixers() {
-    std::vector<std::string> m{"h3", "s4d", "gss"};
-    if (attention_available()) {
-        m.push_back("attention");
-        m.push_back("linear_attention");
-    }
-    return m;
-}
+std::vector<std::string> available_mixers() { return {"h3", "s4d", "gss", "attention", "linear_attention"}; }
 
 }  // namespace
 
@@ -139,16 +132,6 @@ TEST(Model, Gpt2Init) {
     }
 }
 
-TEST(Model, UnbuiltMixersFailClearly) {
-    if (attention_available()) GTEST_SKIP() << "attention is built";
-    try {
-        LMModel m(tiny("h3", {{"attn_layer_idx", {1}}}), 0);
-        FAIL();
-    } catch (const Error& e) {
-        EXPECT_NE(std::string(e.what()).find("not built yet"), std::string::npos) << e.what();
-    }
-}
-
 // Changing token t must not change any logit before t (every mixer kind available).
 TEST(Model, Causality) {
     const int64_t B = 2, V = 20;
@@ -187,7 +170,7 @@ TEST(Model, StepMatchesParallel) {
     std::vector<std::string> kinds = available_mixers();
     std::vector<json> cfgs;
     for (auto& k : kinds) cfgs.push_back(json{{"mixer", k}});
-    if (attention_available()) cfgs.push_back(json{{"mixer", "h3"}, {"attn_layer_idx", {1}}});
+    cfgs.push_back(json{{"mixer", "h3"}, {"attn_layer_idx", {1}}});
     for (json extra : cfgs) {
         extra["max_position_embeddings"] = 64;
         LMModel m(tiny(extra["mixer"], extra), 3);
@@ -260,7 +243,6 @@ TEST(Model, IdsOutOfRange) {
 }
 
 TEST(Model, HybridParameterCountMatchesReleasedFormula) {
-    if (!attention_available()) GTEST_SKIP() << "attention not built";
     // h3.md 1.7: total = Vpad d + n_H3 (12 d^2 + 336 d) + n_attn (12 d^2 + 13 d) + 2 d.
     json j{{"d_model", 32}, {"n_layer", 4}, {"vocab_size", 1000}, {"mixer", "h3"}, {"attn_layer_idx", {1, 3}},
            {"attn_cfg", {{"num_heads", 4}}}};

@@ -3,12 +3,7 @@
 #include "nn/gss.h"
 #include "nn/ssm_layers.h"
 
-#if __has_include("nn/attention.h")
 #include "nn/attention.h"
-#define HIPPO_HAVE_ATTENTION 1
-#else
-#define HIPPO_HAVE_ATTENTION 0
-#endif
 
 namespace hippo {
 
@@ -115,7 +110,6 @@ private:
     std::shared_ptr<GSS> m_;
 };
 
-#if HIPPO_HAVE_ATTENTION
 // Note [attention dropout and resume]: MHA draws its attention-dropout masks from (its seed, a call
 // counter) that is not part of the training state, so a resumed run is bit-identical to the
 // uninterrupted one only with attn_cfg.dropout = 0 (the default here).
@@ -177,28 +171,19 @@ public:
 private:
     std::shared_ptr<LinearAttention> m_;
 };
-#endif
 
 }  // namespace
 
-bool attention_available() { return HIPPO_HAVE_ATTENTION != 0; }
 
 std::unique_ptr<SequenceMixer> make_mixer(MixerKind kind, const ModelConfig& cfg, int64_t layer, Rng& rng) {
     switch (kind) {
         case MixerKind::h3: return std::make_unique<H3Mixer>(cfg, rng);
         case MixerKind::s4d: return std::make_unique<S4DMixer>(cfg, rng);
         case MixerKind::gss: return std::make_unique<GSSMixer>(cfg, rng);
-#if HIPPO_HAVE_ATTENTION
         case MixerKind::attention: return std::make_unique<MHAMixer>(cfg, layer, rng);
         case MixerKind::linear_attention: return std::make_unique<LinearAttentionMixer>(cfg, rng);
-#else
-        case MixerKind::attention:
-        case MixerKind::linear_attention:
-            break;
-#endif
     }
-    throw Error(strf("layer %lld: the '%s' mixer is not built yet in this hippo (nn/attention.h is missing)",
-                     (long long)layer, mixer_kind_name(kind)));
+    throw Error(strf("layer %lld: unknown mixer kind", (long long)layer));
 }
 
 }  // namespace hippo

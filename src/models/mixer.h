@@ -35,7 +35,5 @@ public:
 
 // Builds the mixer of layer `layer` (0-based) of `cfg`.
 std::unique_ptr<SequenceMixer> make_mixer(MixerKind kind, const ModelConfig& cfg, int64_t layer, Rng& rng);
-// Whether this binary has the attention mixers (nn/attention.h was present at build time).
-bool attention_available();
 
 }  // namespace hippo
