@@ -12,7 +12,7 @@ void MHAState::reserve(int64_t new_cap) {
     if (new_cap <= cap) return;
     new_cap = std::max(new_cap, 2 * cap);
     std::vector<float> nk(size_t(batch * heads * new_cap * head_dim)), nv(nk.size());
-    for (int64_t bh = 0; bh < batch * heads; bh++) {
+    for (int64_t bh = 0; pos > 0 && bh < batch * heads; bh++) {  // (memcpy from an empty cache is UB)
         std::memcpy(nk.data() + bh * new_cap * head_dim, k.data() + bh * cap * head_dim,
                     size_t(pos * head_dim) * sizeof(float));
         std::memcpy(nv.data() + bh * new_cap * head_dim, v.data() + bh * cap * head_dim,
