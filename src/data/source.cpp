@@ -150,7 +150,7 @@ public:
     }
     std::string describe() const override {
         return strf("%s (%s, %lld %s tokens; train/val/test %lld/%lld/%lld)", spec_.c_str(), path_.c_str(),
-                    (long long)tokens_.size(), tokenizer_.c_str(), (long long)(split_[1] - split_[0]), (long long)(split_[2] - split_[1]),
+                    (long long)tokens_.size(), tokenizer_ == "bytes" ? "byte" : tokenizer_.c_str(), (long long)(split_[1] - split_[0]), (long long)(split_[2] - split_[1]),
                     (long long)(split_[3] - split_[2]));
     }
     int64_t vocab_size() const override { return vocab_; }
