@@ -104,9 +104,30 @@ void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const
     g_stats.calls++;
 }
 
+// A few rows times a transposed matrix, C (M, N) = A (M, K) B (N, K)^T with M <= 8: the shape of a
+// linear layer during token-by-token decoding. BLAS packs all of B on every call, which triples
+// the memory traffic of what is a matrix-vector product; here each row of B is read once from
+// memory and reused from L1 for the M rows of A. Threads split the rows of B.
+static void sgemm_few_rows_nt(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                              const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+#pragma omp parallel for schedule(static) if (N * K >= (1 << 16))
+    for (int64_t n = 0; n < N; n++) {
+        const float* b = B + n * ldb;
+        for (int64_t m = 0; m < M; m++) {
+            const float* a = A + m * lda;
+            float acc = 0;
+#pragma omp simd reduction(+ : acc)
+            for (int64_t k = 0; k < K; k++) acc += a[k] * b[k];
+            float& c = C[m * ldc + n];
+            c = alpha * acc + (beta == 0.0f ? 0.0f : beta * c);
+        }
+    }
+}
+
 static void sgemm_dispatch(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                            int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
     if (M == 0 || N == 0) return;
+    if (!ta && tb && M <= 8 && K > 0) return sgemm_few_rows_nt(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 #ifdef HIPPO_USE_OPENBLAS
     if (K == 0) {  // some BLAS builds mishandle K = 0
         sgemm_builtin(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
