@@ -16,6 +16,10 @@
 #include "autograd/tensor.h"
 #include "common/rng.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 namespace hippo::test {
 
 inline Tensor randn(const Shape& s, Rng& rng, float scale = 1.0f) {
@@ -84,6 +88,20 @@ inline void expect_gradients_match(const std::function<Tensor(const std::vector<
                 << "input " << t << " element " << i << " (shape " << x.shape().str() << ")";
         }
     }
+}
+
+// Runs fn with n OpenMP threads, then restores the previous count (thread-count determinism tests).
+template <class F>
+void with_threads(int n, F&& fn) {
+#ifdef _OPENMP
+    int prev = omp_get_max_threads();
+    omp_set_num_threads(n);
+    fn();
+    omp_set_num_threads(prev);
+#else
+    (void)n;
+    fn();
+#endif
 }
 
 // max |a - b| / max(max |b|, 1e-3): compares long sums (convolutions, scans) at their own scale.

@@ -16,6 +16,7 @@
 
 using namespace hippo;
 using hippo::test::expect_close;
+using hippo::test::with_threads;
 
 namespace {
 
@@ -29,20 +30,6 @@ std::vector<float> randv(int64_t n, Rng& rng, float scale = 1.0f, float shift = 
 }
 
 std::string tag(const char* k, int64_t R, int64_t D) { return std::string(k) + " R=" + std::to_string(R) + " D=" + std::to_string(D); }
-
-// Runs fn with 1 thread and with 2 threads and restores the default.
-template <class F>
-void with_threads(int n, F&& fn) {
-#ifdef _OPENMP
-    int prev = omp_get_max_threads();
-    omp_set_num_threads(n);
-    fn();
-    omp_set_num_threads(prev);
-#else
-    (void)n;
-    fn();
-#endif
-}
 
 }  // namespace
 

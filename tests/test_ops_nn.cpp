@@ -20,24 +20,12 @@
 
 using namespace hippo;
 using hippo::test::expect_close;
+using hippo::test::with_threads;
 using hippo::test::expect_gradients_match;
 using hippo::test::randn;
 using Ins = std::vector<Tensor>;
 
 namespace {
-
-template <class F>
-void with_threads(int n, F&& fn) {
-#ifdef _OPENMP
-    int prev = omp_get_max_threads();
-    omp_set_num_threads(n);
-    fn();
-    omp_set_num_threads(prev);
-#else
-    (void)n;
-    fn();
-#endif
-}
 
 // Shape of a matmul operand: (batch..., rows, cols), swapped when transposed.
 Shape operand(const std::vector<int64_t>& batch, int64_t rows, int64_t cols, bool trans) {
