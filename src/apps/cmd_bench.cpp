@@ -6,6 +6,7 @@
 #include "apps/commands.h"
 #include "bench/bench_attention.h"
 #include "bench/bench_core.h"
+#include "bench/bench_dist.h"
 #include "bench/bench_elementwise.h"
 #include "bench/bench_fft.h"
 #include "bench/bench_generate.h"
@@ -39,7 +40,7 @@ void append(std::vector<BenchRecord>& dst, const std::vector<BenchRecord>& src) 
 }  // namespace
 
 int cmd_bench(int argc, char** argv) {
-    Args args(argc, argv, {"help", "json", "all-backends"}, {"threads", "fft-log2", "L", "channels", "chunk", "d-model", "layers", "vocab", "models", "prompts", "batches", "gen", "contexts"});
+    Args args(argc, argv, {"help", "json", "all-backends", "quick", "zero1", "no-overlap"}, {"threads", "batch", "steps", "fft-log2", "L", "channels", "chunk", "d-model", "layers", "vocab", "models", "prompts", "batches", "gen", "contexts"});
     const char* usage =
         "usage: hippo bench NAME [--json] [--threads N]\n"
         "  core         machine peaks (peak.fma, peak.bandwidth), GEMM, FFT (with FFTW side by side),\n"
@@ -58,6 +59,11 @@ int cmd_bench(int argc, char** argv) {
         "               (--prompts 128,512,1536,4096 --batches 1,8 --gen 128 --contexts 128,8192)\n"
         "  train        LM training steps with AdamW, tokens/s and time inside GEMMs\n"
         "               (--models h3,hybrid,transformer --L 2048 --d-model 768 --layers 12 --vocab 50257)\n"
+        "  allreduce    (under mpirun -np K) all-reduce and reduce-scatter+all-gather bandwidth, results checked\n"
+        "               (--quick: sizes up to 1 MiB)\n"
+        "  dp-step      (under mpirun -np K) a data-parallel LM training step split into compute, communication\n"
+        "               and update, plus the expected scaling to 8 and 64 machines (--models h3 --batch 16\n"
+        "               --L 256 --d-model 256 --layers 4 --vocab 256 --steps 10 [--zero1] [--no-overlap])\n"
         "Output: a table, or with --json a JSON array of records {name, shape fields, pass, ms, runs, ...}.\n";
     if (args.has("help") || args.positional().empty()) {
         std::fputs(usage, args.has("help") ? stdout : stderr);
@@ -101,12 +107,19 @@ int cmd_bench(int argc, char** argv) {
         }
         append(recs, bench_train(models, args.get_int("L", 2048), args.get_int("d-model", 768),
                                  args.get_int("layers", 12), args.get_int("vocab", 50257)));
+    } else if (name == "allreduce") {
+        append(recs, bench_allreduce(args.has("quick")));
+    } else if (name == "dp-step") {
+        append(recs, bench_dp_step(args.get("models", "h3"), args.get_int("batch", 16), args.get_int("L", 256),
+                                   args.get_int("d-model", 256), args.get_int("layers", 4), args.get_int("vocab", 256),
+                                   args.has("zero1"), !args.has("no-overlap"), int(args.get_int("steps", 10))));
     } else if (name == "h3") {
         append(recs, bench_h3(args.get_int_list("L", {2048}), args.get_int("d-model", 768)));
     } else {
         throw Error(strf("unknown benchmark '%s' (see 'hippo bench --help')", name.c_str()));
     }
-    print_records(recs, args.has("json"));
+    // Under mpirun only rank 0 has records (the distributed benchmarks); the others print nothing.
+    if (!recs.empty() || (name != "allreduce" && name != "dp-step")) print_records(recs, args.has("json"));
     return 0;
 }
 

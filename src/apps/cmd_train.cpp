@@ -1,5 +1,6 @@
 // hippo train: train a model from a JSON config on a data source (train/trainer.h).
 #include <cstdio>
+#include <filesystem>
 
 #include "apps/args.h"
 #include "apps/commands.h"
@@ -11,10 +12,10 @@
 namespace hippo {
 
 int cmd_train(int argc, char** argv) {
-    Args args(argc, argv, {"help", "resume", "quiet", "describe"},
+    Args args(argc, argv, {"help", "resume", "quiet", "describe", "zero1", "no-overlap"},
               {"model", "data", "out", "steps", "batch", "seq-len", "lr", "min-lr", "warmup", "schedule", "weight-decay",
                "ssm-lr", "beta1", "beta2", "clip", "eval-every", "eval-batches", "save-every", "log-every", "seed", "tokenizer",
-               "threads", "dropout", "stop-after"});
+               "threads", "dropout", "stop-after", "bucket-mb", "dist-timeout", "inject-fault"});
     const char* usage =
         "usage: hippo train --model CONFIG.json --data SOURCE --out RUN_DIR [options]\n"
         "       hippo train --out RUN_DIR --resume [--steps N]\n"
@@ -31,6 +32,10 @@ int cmd_train(int argc, char** argv) {
         "  --save-every N (0 = at the end)  --log-every N   --seed S (0)  --threads N\n"
         "  --resume: continue RUN_DIR's checkpoint exactly (same data, seed, optimizer and RNG state)\n"
         "  --stop-after N: stop (and save) after N steps of this run   --quiet: no progress output\n"
+        "Data parallel: mpirun -np K hippo train ... (same global batch and loss curve for any K; rank 0 writes)\n"
+        "  --zero1: shard the AdamW state across ranks   --no-overlap: one all-reduce after backward\n"
+        "  --bucket-mb X (8): all-reduce bucket size     --dist-timeout S (300): end the job when a collective\n"
+        "               waits longer (a rank died or hangs)   --inject-fault RANK:STEP:exit|kill|hang (tests)\n"
         "A config file may carry defaults as {\"model\": {...}, \"train\": {...}}; options given here win.\n"
         "Writes RUN_DIR/metrics.jsonl and RUN_DIR/checkpoint/{model.safetensors,train_state.safetensors,config.json}.\n";
     if (args.has("help")) {
@@ -81,9 +86,14 @@ int cmd_train(int argc, char** argv) {
     o.stop_after = args.get_int("stop-after", 0);
     o.quiet = args.has("quiet");
     o.resume = resume;
+    if (args.has("zero1")) o.zero1 = true;
+    if (args.has("no-overlap")) o.overlap = false;
+    o.bucket_mb = args.get_double("bucket-mb", o.bucket_mb);
+    o.dist_timeout = args.get_double("dist-timeout", 0);
+    o.inject_fault = args.get("inject-fault", "");
     if (resume) {
         // Train options of the checkpoint, overridden by the options given here.
-        nlohmann::json saved = load_config(checkpoint_dir_of(o.out_dir));
+        nlohmann::json saved = load_config_on_root((std::filesystem::path(o.out_dir) / "checkpoint").string());
         TrainOptions base;
         apply_train_json(base, saved.at("train"), o.out_dir + " checkpoint config");
         TrainOptions given = o;
@@ -94,6 +104,8 @@ int cmd_train(int argc, char** argv) {
         o.quiet = given.quiet;
         o.resume = true;
         o.stop_after = given.stop_after;
+        o.inject_fault = given.inject_fault;
+        o.dist_timeout = given.dist_timeout;
         auto over = [&](const char* name, auto& dst, const auto& src) {
             if (args.has(name)) dst = src;
         };
@@ -112,6 +124,9 @@ int cmd_train(int argc, char** argv) {
         over("save-every", o.save_every, given.save_every);
         over("log-every", o.log_every, given.log_every);
         over("dropout", o.dropout, given.dropout);
+        over("zero1", o.zero1, given.zero1);
+        over("no-overlap", o.overlap, given.overlap);
+        over("bucket-mb", o.bucket_mb, given.bucket_mb);
     }
     TrainResult r = train(cfg, o);
     return r.step > 0 ? 0 : 1;

@@ -6,6 +6,7 @@
 
 #include "apps/commands.h"
 #include "common/check.h"
+#include "dist/comm.h"
 
 namespace {
 
@@ -53,10 +54,15 @@ int main(int argc, char** argv) {
         if (name == c.name) {
             try {
                 return c.run(argc - 1, argv + 1);
-            } catch (const hippo::Error& e) {
-                std::fprintf(stderr, "hippo %s: error: %s\n", c.name, e.what());
+            } catch (const hippo::CollectiveError& e) {
+                // Raised by every rank together: rank 0 reports, all exit in order.
+                if (hippo::Comm::world().is_root()) std::fprintf(stderr, "hippo %s: error: %s\n", c.name, e.what());
                 return 1;
             } catch (const std::exception& e) {
+                // An error on one rank of a data-parallel job ends the others too (they would wait
+                // for it in the next collective).
+                hippo::Comm& comm = hippo::Comm::world();
+                if (comm.distributed()) comm.abort(hippo::strf("hippo %s: error: %s", c.name, e.what()));
                 std::fprintf(stderr, "hippo %s: error: %s\n", c.name, e.what());
                 return 1;
             }

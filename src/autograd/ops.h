@@ -73,7 +73,9 @@ Tensor cross_entropy(const Tensor& logits, const std::vector<int32_t>& targets, 
 Tensor embedding(const Tensor& weight, const std::vector<int32_t>& ids, const Shape& ids_shape);
 // Inverted dropout with a counter-based RNG: element i is kept when hash_uniform(seed, i) >= p.
 // Identity when !training or p == 0.
-Tensor dropout(const Tensor& x, float p, uint64_t seed, bool training = true);
+// index_offset shifts the counter: a data-parallel rank holding rows r0.. of a global batch passes
+// r0 * (elements per row) and draws the same mask as one process holding the whole batch.
+Tensor dropout(const Tensor& x, float p, uint64_t seed, bool training = true, uint64_t index_offset = 0);
 Tensor concat(const std::vector<Tensor>& xs, int dim);
 std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, int dim);
 

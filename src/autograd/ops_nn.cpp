@@ -391,7 +391,7 @@ Tensor embedding(const Tensor& weight, const std::vector<int32_t>& ids, const Sh
     return out;
 }
 
-Tensor dropout(const Tensor& x, float p, uint64_t seed, bool training) {
+Tensor dropout(const Tensor& x, float p, uint64_t seed, bool training, uint64_t index_offset) {
     HIPPO_CHECK(x.defined(), "dropout: undefined input");
     HIPPO_CHECK(p >= 0.0f && p < 1.0f, "dropout: p must be in [0, 1), got %g", double(p));
     if (!training || p == 0.0f) return x;
@@ -402,7 +402,7 @@ Tensor dropout(const Tensor& x, float p, uint64_t seed, bool training) {
     const float* xp = xc.data();
     float* o = out.data();
 #pragma omp parallel for simd schedule(static) if (n > 65536)
-    for (int64_t i = 0; i < n; i++) o[i] = hash_uniform(seed, uint64_t(i)) >= p ? xp[i] * scale : 0.0f;
+    for (int64_t i = 0; i < n; i++) o[i] = hash_uniform(seed, index_offset + uint64_t(i)) >= p ? xp[i] * scale : 0.0f;
 
     record(out, "dropout", {x}, [=](const Tensor& g) {
         Tensor gc = data_of(g);
@@ -410,7 +410,7 @@ Tensor dropout(const Tensor& x, float p, uint64_t seed, bool training) {
         const float* gp = gc.data();
         float* d = dx.data();
 #pragma omp parallel for simd schedule(static) if (n > 65536)
-        for (int64_t i = 0; i < n; i++) d[i] = hash_uniform(seed, uint64_t(i)) >= p ? gp[i] * scale : 0.0f;
+        for (int64_t i = 0; i < n; i++) d[i] = hash_uniform(seed, index_offset + uint64_t(i)) >= p ? gp[i] * scale : 0.0f;
         return std::vector<Tensor>{dx};
     });
     return out;

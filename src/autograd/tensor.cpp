@@ -205,7 +205,9 @@ void Tensor::backward() const {
     backward(Tensor::ones(shape()));
 }
 
-void Tensor::backward(const Tensor& grad_out) const {
+void Tensor::backward(const Tensor& grad_out) const { backward(grad_out, BackwardHooks{}); }
+
+void Tensor::backward(const Tensor& grad_out, const BackwardHooks& hooks) const {
     HIPPO_CHECK(requires_grad(), "backward() on a tensor that does not require grad");
     HIPPO_CHECK(grad_out.shape() == shape(), "backward(): gradient shape %s does not match tensor shape %s",
                 grad_out.shape().str().c_str(), shape().str().c_str());
@@ -253,6 +255,8 @@ void Tensor::backward(const Tensor& grad_out) const {
             } else {
                 t->grad = g.contiguous().clone().impl();
             }
+            if (hooks.leaf_ready) hooks.leaf_ready(t);
+            if (hooks.after_node) hooks.after_node();
             continue;
         }
         std::vector<Tensor> gins = t->grad_fn->backward(g);
@@ -269,6 +273,7 @@ void Tensor::backward(const Tensor& grad_out) const {
             else
                 slot->second = add_grads(slot->second, gins[i]);
         }
+        if (hooks.after_node) hooks.after_node();
     }
 }
 

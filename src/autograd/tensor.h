@@ -118,6 +118,14 @@ public:
     // Reverse-mode pass from this tensor. A non-scalar root needs an explicit output gradient.
     void backward() const;
     void backward(const Tensor& grad_out) const;
+    // With hooks (data-parallel gradient sync overlaps communication with the rest of backward):
+    // leaf_ready(leaf) runs right after a leaf's gradient is final (a leaf is visited once, after
+    // every node that uses it), after_node() after every node.
+    struct BackwardHooks {
+        std::function<void(const TensorImpl* leaf)> leaf_ready;
+        std::function<void()> after_node;
+    };
+    void backward(const Tensor& grad_out, const BackwardHooks& hooks) const;
     // Same storage, no history.
     Tensor detach() const;
     Tensor& set_name(const std::string& n) { impl_->name = n; return *this; }

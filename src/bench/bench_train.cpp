@@ -12,28 +12,33 @@
 
 namespace hippo {
 
+ModelConfig bench_lm_config(const std::string& kind, long long d_model, long long n_layer, long long vocab) {
+    ModelConfig cfg;
+    cfg.name = kind;
+    cfg.d_model = d_model;
+    cfg.n_layer = n_layer;
+    cfg.vocab_size = vocab;
+    cfg.embed_dropout = 0.0;
+    cfg.resid_dropout = 0.0;
+    cfg.attn.num_heads = std::max<long long>(1, d_model / 64);
+    if (kind == "h3") {
+        cfg.mixer = MixerKind::h3;
+    } else if (kind == "hybrid") {
+        cfg.mixer = MixerKind::h3;
+        cfg.attn_layer_idx = {n_layer / 2};
+    } else if (kind == "transformer") {
+        cfg.mixer = MixerKind::attention;
+    } else {
+        throw Error(strf("bench: unknown model '%s' (h3, hybrid, transformer)", kind.c_str()));
+    }
+    return cfg;
+}
+
 std::vector<BenchRecord> bench_train(const std::vector<std::string>& models, long long L, long long d_model,
                                      long long n_layer, long long vocab) {
     std::vector<BenchRecord> out;
     for (const std::string& kind : models) {
-        ModelConfig cfg;
-        cfg.name = kind;
-        cfg.d_model = d_model;
-        cfg.n_layer = n_layer;
-        cfg.vocab_size = vocab;
-        cfg.embed_dropout = 0.0;
-        cfg.resid_dropout = 0.0;
-        cfg.attn.num_heads = std::max<long long>(1, d_model / 64);
-        if (kind == "h3") {
-            cfg.mixer = MixerKind::h3;
-        } else if (kind == "hybrid") {
-            cfg.mixer = MixerKind::h3;
-            cfg.attn_layer_idx = {n_layer / 2};
-        } else if (kind == "transformer") {
-            cfg.mixer = MixerKind::attention;
-        } else {
-            throw Error(strf("bench train: unknown model '%s' (h3, hybrid, transformer)", kind.c_str()));
-        }
+        ModelConfig cfg = bench_lm_config(kind, d_model, n_layer, vocab);
         LMModel model(cfg, 1);
         model.train(true);
         AdamWOptions ao;

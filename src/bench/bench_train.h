@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/bench.h"
+#include "models/config.h"
 
 namespace hippo {
 
@@ -13,6 +14,9 @@ namespace hippo {
 // tokens_per_s, gemm_ms (time inside sgemm per step), gemm_gflops (the BLAS throughput those calls
 // achieved), frac_outside_gemm, and gemm_bound_tokens_per_s (tokens / gemm time: the limit if all
 // other work were free).
+// The benchmark LMs: kind h3 | hybrid (attention at layer n_layer / 2) | transformer, no dropout.
+ModelConfig bench_lm_config(const std::string& kind, long long d_model, long long n_layer, long long vocab);
+
 std::vector<BenchRecord> bench_train(const std::vector<std::string>& models, long long L, long long d_model,
                                      long long n_layer, long long vocab);
 

@@ -14,6 +14,13 @@ struct Error : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+// An error that every rank of a data-parallel job raises together (the same NaN loss after the
+// all-reduce, a config that differs between ranks): the ranks can stop in an orderly way and only
+// rank 0 prints it. Any other Error on one rank ends the whole job (dist/comm.h, Comm::abort).
+struct CollectiveError : Error {
+    using Error::Error;
+};
+
 [[noreturn]] void assert_fail(const char* file, int line, const char* cond, const std::string& msg);
 
 // printf-style formatting into a std::string (GCC 12 has no <format>).

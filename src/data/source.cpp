@@ -53,20 +53,23 @@ public:
     bool synthetic() const override { return true; }
     int64_t fixed_seq_len() const override { return task_.input_len(); }
 
-    Batch next_train_batch(int64_t B, int64_t) override {
+    Batch next_train_rows(int64_t B, int64_t, int64_t row_begin, int64_t row_end) override {
         HIPPO_CHECK(data_.train.n > 0, "%s: no training sequences", task_.kind.c_str());
+        HIPPO_CHECK(0 <= row_begin && row_begin <= row_end && row_end <= B, "batch rows [%lld, %lld) outside 0..%lld",
+                    (long long)row_begin, (long long)row_end, (long long)B);
         const int64_t L = data_.train.len;
         Batch b;
-        b.B = B;
+        b.B = row_end - row_begin;
         b.L = L;
-        b.ids.reserve(size_t(B * L));
-        b.targets.reserve(size_t(B * L));
+        b.ids.reserve(size_t(b.B * L));
+        b.targets.reserve(size_t(b.B * L));
         for (int64_t i = 0; i < B; i++) {
             if (cursor_ >= data_.train.n) {
                 epoch_++;
                 new_epoch();
             }
             int64_t r = perm_[size_t(cursor_++)];
+            if (i < row_begin || i >= row_end) continue;
             b.ids.insert(b.ids.end(), data_.train.inputs.begin() + r * L, data_.train.inputs.begin() + (r + 1) * L);
             b.targets.insert(b.targets.end(), data_.train.targets.begin() + r * L, data_.train.targets.begin() + (r + 1) * L);
         }
@@ -157,18 +160,20 @@ public:
     bool synthetic() const override { return false; }
     int64_t fixed_seq_len() const override { return 0; }
 
-    Batch next_train_batch(int64_t B, int64_t L) override {
+    Batch next_train_rows(int64_t B, int64_t L, int64_t row_begin, int64_t row_end) override {
         const int64_t lo = split_[0], hi = split_[1];
         HIPPO_CHECK(hi - lo > L + 1, "train split of '%s' (%lld bytes) is shorter than seq_len + 1 = %lld", path_.c_str(),
                     (long long)(hi - lo), (long long)(L + 1));
+        HIPPO_CHECK(0 <= row_begin && row_begin <= row_end && row_end <= B, "batch rows [%lld, %lld) outside 0..%lld",
+                    (long long)row_begin, (long long)row_end, (long long)B);
         Batch b;
-        b.B = B;
+        b.B = row_end - row_begin;
         b.L = L;
-        b.ids.resize(size_t(B * L));
-        b.targets.resize(size_t(B * L));
+        b.ids.resize(size_t(b.B * L));
+        b.targets.resize(size_t(b.B * L));
         for (int64_t i = 0; i < B; i++) {
-            int64_t o = lo + int64_t(rng_.below(uint64_t(hi - lo - L)));
-            window(b, i, o);
+            int64_t o = lo + int64_t(rng_.below(uint64_t(hi - lo - L)));  // drawn for every row: same stream on all ranks
+            if (i >= row_begin && i < row_end) window(b, i - row_begin, o);
         }
         return b;
     }

@@ -33,7 +33,11 @@ public:
     virtual bool synthetic() const = 0;
     // The sequence length of every batch (synthetic), or 0 (text: the caller chooses).
     virtual int64_t fixed_seq_len() const = 0;
-    virtual Batch next_train_batch(int64_t B, int64_t L) = 0;
+    Batch next_train_batch(int64_t B, int64_t L) { return next_train_rows(B, L, 0, B); }
+    // Rows [row_begin, row_end) of the next global batch of B rows (a data-parallel rank's shard):
+    // the loader draws and advances past the whole global batch, so ranks asking for different rows
+    // stay at the same position, and the global batch does not depend on how it is split.
+    virtual Batch next_train_rows(int64_t B, int64_t L, int64_t row_begin, int64_t row_end) = 0;
     // split: "val" or "test". max_batches 0 = the whole split.
     virtual std::vector<Batch> eval_batches(const std::string& split, int64_t B, int64_t L, int64_t max_batches) const = 0;
     virtual std::vector<int64_t> state() const = 0;

@@ -40,13 +40,13 @@ Block::Block(const ModelConfig& cfg, int64_t layer, Rng& rng) : kind(cfg.layer_m
 
 Tensor Block::mlp(const Tensor& x) const { return fc2->forward(gelu_tanh(fc1->forward(x))); }
 
-Tensor Block::forward(const Tensor& h_in, uint64_t seed, bool training, float p) const {
+Tensor Block::forward(const Tensor& h_in, uint64_t seed, bool training, float p, uint64_t drop_offset) const {
     Tensor x = mixer->forward(norm1->forward(h_in), site_seed(seed, 1), training);
-    if (training && p > 0) x = dropout(x, p, site_seed(seed, 2), true);
+    if (training && p > 0) x = dropout(x, p, site_seed(seed, 2), true, drop_offset);
     Tensor h = add(h_in, x);
     if (!fc1) return h;
     x = mlp(norm2->forward(h));
-    if (training && p > 0) x = dropout(x, p, site_seed(seed, 3), true);
+    if (training && p > 0) x = dropout(x, p, site_seed(seed, 3), true, drop_offset);
     return add(h, x);
 }
 
@@ -121,12 +121,14 @@ Tensor LMModel::embed(const std::vector<int32_t>& ids, int64_t B, int64_t L, int
 
 Tensor LMModel::head(const Tensor& h) const { return linear(ln_f->forward(h), word_embeddings); }
 
-Tensor LMModel::forward(const std::vector<int32_t>& ids, int64_t B, int64_t L, uint64_t seed) const {
+Tensor LMModel::forward(const std::vector<int32_t>& ids, int64_t B, int64_t L, uint64_t seed, int64_t row_offset) const {
     const bool training = is_training();
     Tensor h = embed(ids, B, L, 0);
-    if (training && cfg_.embed_dropout > 0) h = dropout(h, float(cfg_.embed_dropout), site_seed(seed, 0), true);
+    const uint64_t drop_offset = uint64_t(row_offset * L * cfg_.d_model);  // (B, L, D) masks of the global batch
+    if (training && cfg_.embed_dropout > 0)
+        h = dropout(h, float(cfg_.embed_dropout), site_seed(seed, 0), true, drop_offset);
     for (size_t i = 0; i < blocks.size(); i++)
-        h = blocks[i]->forward(h, site_seed(seed, 100 + i), training, float(cfg_.resid_dropout));
+        h = blocks[i]->forward(h, site_seed(seed, 100 + i), training, float(cfg_.resid_dropout), drop_offset);
     return head(h);
 }
 

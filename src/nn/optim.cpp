@@ -75,9 +75,8 @@ Optimizer::Optimizer(std::string name, std::vector<ParamGroup> groups, double lr
             total_ += align_up(t.numel());
         }
     }
-    for (size_t s = 0; s < slots_.size(); s++)
-        for (int64_t b = 0; b < slots_[s].numel; b += kChunk)
-            chunks_.push_back({int(s), b, std::min(slots_[s].numel, b + kChunk)});
+    state_end_ = total_;
+    rebuild_chunks();
 
     // The arena starts at zero; gradients that already exist are carried over.
     grad_arena_ = Tensor::zeros({total_});
@@ -87,6 +86,63 @@ Optimizer::Optimizer(std::string name, std::vector<ParamGroup> groups, double lr
         grad_views_.push_back(view.impl());
     }
     bind_grads();
+}
+
+void Optimizer::rebuild_chunks() {
+    chunks_.clear();
+    for (size_t s = 0; s < slots_.size(); s++) {
+        const int64_t lo = std::max<int64_t>(0, state_begin_ - slots_[s].offset);
+        const int64_t hi = std::min<int64_t>(slots_[s].numel, state_end_ - slots_[s].offset);
+        for (int64_t b = lo; b < hi; b += kChunk) chunks_.push_back({int(s), b, std::min(hi, b + kChunk)});
+    }
+}
+
+void Optimizer::register_state(std::vector<Tensor> buffers) {
+    state_bufs_ = std::move(buffers);
+    state_begin_ = 0;
+    state_end_ = total_;
+    rebuild_chunks();
+}
+
+void Optimizer::set_state_range(int64_t begin, int64_t end, std::vector<Tensor> buffers) {
+    HIPPO_CHECK(0 <= begin && begin <= end && end <= total_, "%s: state range [%lld, %lld) outside the arena of %lld",
+                name_.c_str(), (long long)begin, (long long)end, (long long)total_);
+    HIPPO_CHECK(buffers.size() == state_bufs_.size(), "%s: %zu state buffers given, %zu expected", name_.c_str(),
+                buffers.size(), state_bufs_.size());
+    for (const Tensor& b : buffers)
+        HIPPO_CHECK(b.is_contiguous() && b.numel() == end - begin, "%s: a state buffer has %lld floats, expected %lld",
+                    name_.c_str(), (long long)b.numel(), (long long)(end - begin));
+    state_bufs_ = std::move(buffers);
+    state_begin_ = begin;
+    state_end_ = end;
+    rebuild_chunks();
+}
+
+void Optimizer::shard_state(int64_t begin, int64_t end) {
+    HIPPO_CHECK(state_begin_ <= begin && begin <= end && end <= state_end_,
+                "%s: shard [%lld, %lld) is not inside the state range [%lld, %lld)", name_.c_str(), (long long)begin,
+                (long long)end, (long long)state_begin_, (long long)state_end_);
+    std::vector<Tensor> kept;
+    for (const Tensor& b : state_bufs_) {
+        Tensor k = Tensor::empty({end - begin});
+        std::memcpy(k.data(), b.data() + (begin - state_begin_), size_t(end - begin) * sizeof(float));
+        kept.push_back(k);
+    }
+    set_state_range(begin, end, std::move(kept));
+}
+
+void Optimizer::params_to_flat(float* flat, int64_t begin, int64_t end) const {
+    for (const Slot& s : slots_) {
+        const int64_t lo = std::max(begin, s.offset), hi = std::min(end, s.offset + s.numel);
+        if (lo < hi) std::memcpy(flat + lo, s.param + (lo - s.offset), size_t(hi - lo) * sizeof(float));
+    }
+}
+
+void Optimizer::params_from_flat(const float* flat, int64_t begin, int64_t end) {
+    for (const Slot& s : slots_) {
+        const int64_t lo = std::max(begin, s.offset), hi = std::min(end, s.offset + s.numel);
+        if (lo < hi) std::memcpy(s.param + (lo - s.offset), flat + lo, size_t(hi - lo) * sizeof(float));
+    }
 }
 
 void Optimizer::bind_grads(bool keep_values) {
@@ -198,8 +254,7 @@ AdamW::AdamW(std::vector<ParamGroup> groups, const AdamWOptions& opt)
     HIPPO_CHECK(opt.beta1 >= 0 && opt.beta1 < 1 && opt.beta2 >= 0 && opt.beta2 < 1,
                 "adamw: betas must be in [0, 1), got (%g, %g)", opt.beta1, opt.beta2);
     HIPPO_CHECK(opt.eps >= 0, "adamw: eps must be >= 0, got %g", opt.eps);
-    m_ = new_flat_buffer();
-    v_ = new_flat_buffer();
+    register_state({new_flat_buffer(), new_flat_buffer()});  // m, v
 }
 
 void AdamW::step() {
@@ -221,8 +276,10 @@ void AdamW::step() {
         decay[g] = float(1.0 - lr * double(group_wd_[g]));
         neg_step[g] = float(-(lr / bc1));
     }
-    float* m_all = m_.data();
-    float* v_all = v_.data();
+    // Arena offset o lives at index o - state_begin_ of the state buffers.
+    float* m_all = state_bufs_[0].data();
+    float* v_all = state_bufs_[1].data();
+    const int64_t base = state_begin_;
     const int64_t nchunks = int64_t(chunks_.size());
 #pragma omp parallel for schedule(static)
     for (int64_t c = 0; c < nchunks; c++) {
@@ -230,7 +287,8 @@ void AdamW::step() {
         const Slot& s = slots_[size_t(ch.slot)];
         float* __restrict p = s.param + ch.begin;
         const float* __restrict g = grads_ + s.offset + ch.begin;
-        adamw_chunk(p, g, m_all + s.offset + ch.begin, v_all + s.offset + ch.begin, ch.end - ch.begin, k,
+        const int64_t at = s.offset + ch.begin - base;
+        adamw_chunk(p, g, m_all + at, v_all + at, ch.end - ch.begin, k,
                     decay[size_t(s.group)], neg_step[size_t(s.group)]);
     }
 }
@@ -245,8 +303,9 @@ std::map<std::string, std::string> AdamW::hyperparameters() const {
 }
 
 NamedTensors AdamW::state_tensors() const {
-    NamedTensors out = views_of(m_, "m.");
-    for (auto& t : views_of(v_, "v.")) out.push_back(std::move(t));
+    HIPPO_CHECK(state_begin_ == 0 && state_end_ == total_size(), "adamw: the state is sharded (ZeRO-1); gather it first");
+    NamedTensors out = views_of(state_bufs_[0], "m.");
+    for (auto& t : views_of(state_bufs_[1], "v.")) out.push_back(std::move(t));
     return out;
 }
 
@@ -280,7 +339,8 @@ SGD::SGD(std::vector<ParamGroup> groups, const SGDOptions& opt)
     HIPPO_CHECK(opt.momentum >= 0, "sgd: momentum must be >= 0, got %g", opt.momentum);
     HIPPO_CHECK(!opt.nesterov || (opt.momentum > 0 && opt.dampening == 0),
                 "sgd: nesterov needs momentum > 0 and dampening = 0");
-    if (opt.momentum != 0) buf_ = new_flat_buffer();
+    if (opt.momentum != 0) register_state({new_flat_buffer()});
+    else register_state({});
 }
 
 void SGD::step() {
@@ -291,7 +351,8 @@ void SGD::step() {
     const float mom = float(opt_.momentum), one_m_damp = float(1.0 - opt_.dampening);
     std::vector<float> wd(group_wd_), neg_lr(groups().size());
     for (size_t g = 0; g < groups().size(); g++) neg_lr[g] = float(-(lr_ * groups()[g].lr_scale));
-    float* buf_all = use_momentum ? buf_.data() : nullptr;
+    float* buf_all = use_momentum ? state_bufs_[0].data() : nullptr;
+    const int64_t base = state_begin_;
     const int64_t nchunks = int64_t(chunks_.size());
 #pragma omp parallel for schedule(static)
     for (int64_t c = 0; c < nchunks; c++) {
@@ -299,7 +360,7 @@ void SGD::step() {
         const Slot& s = slots_[size_t(ch.slot)];
         float* __restrict p = s.param + ch.begin;
         const float* __restrict g = grads_ + s.offset + ch.begin;
-        float* b = use_momentum ? buf_all + s.offset + ch.begin : nullptr;
+        float* b = use_momentum ? buf_all + (s.offset + ch.begin - base) : nullptr;
         sgd_chunk(p, g, b, ch.end - ch.begin, wd[size_t(s.group)], neg_lr[size_t(s.group)], mom, one_m_damp, first,
                   nesterov);
     }
@@ -315,8 +376,9 @@ std::map<std::string, std::string> SGD::hyperparameters() const {
 }
 
 NamedTensors SGD::state_tensors() const {
-    if (!buf_.defined()) return {};
-    return views_of(buf_, "momentum.");
+    if (state_bufs_.empty()) return {};
+    HIPPO_CHECK(state_begin_ == 0 && state_end_ == total_size(), "sgd: the state is sharded (ZeRO-1); gather it first");
+    return views_of(state_bufs_[0], "momentum.");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -64,6 +64,26 @@ public:
     // Total L2 norm of all gradients; clips them as clip_grad_norm() below.
     double clip_grad_norm(double max_norm);
 
+    // ---- ZeRO-1 (train/grad_sync.h): optimizer state for a part of the arena only ----
+    // The arena layout: total_size() floats, every parameter at a fixed offset.
+    int64_t total_size() const { return total_; }
+    // Offset of the i-th parameter of named_parameters() in the arena.
+    int64_t param_offset(size_t i) const { return slots_[i].offset; }
+    // The state buffers (AdamW: m, v; SGD: the momentum, if any) cover arena offsets
+    // [state_begin(), state_end()) and step() updates only the parameter elements in that range.
+    int64_t state_begin() const { return state_begin_; }
+    int64_t state_end() const { return state_end_; }
+    std::vector<Tensor> state_buffers() const { return state_bufs_; }
+    // Replaces the state buffers by `buffers` (one per state kind, each end - begin floats) covering
+    // [begin, end). shard_state(b, e) keeps the current values of [b, e) (which must lie inside the
+    // current range): memory drops to (e - b) / total_size() of the full state.
+    void set_state_range(int64_t begin, int64_t end, std::vector<Tensor> buffers);
+    void shard_state(int64_t begin, int64_t end);
+    // Copies the parameters' values at arena offsets [begin, end) into / out of a buffer with the
+    // arena layout (padding between parameters is left alone).
+    void params_to_flat(float* flat, int64_t begin, int64_t end) const;
+    void params_from_flat(const float* flat, int64_t begin, int64_t end);
+
     // Checkpoint support: hyper-parameters as strings (lr, betas, per-group settings, ...) and the
     // state tensors, named "<kind>.<param name>", as views into the flat buffers (so restoring a
     // checkpoint is a copy into them).
@@ -77,6 +97,11 @@ protected:
     void bind_grads(bool keep_values = true);
     // A zero-initialised buffer with the arena's layout.
     Tensor new_flat_buffer() const { return Tensor::zeros({total_}); }
+    // Subclasses register their state buffers once (full range) and read them back through
+    // state_bufs_ (set_state_range may replace them).
+    void register_state(std::vector<Tensor> buffers);
+    // The chunks of work inside [state_begin_, state_end_).
+    void rebuild_chunks();
     NamedTensors views_of(const Tensor& flat, const std::string& prefix) const;
 
     struct Slot {
@@ -90,7 +115,9 @@ protected:
         int64_t begin, end;  // element range inside the slot
     };
     std::vector<Slot> slots_;
-    std::vector<Chunk> chunks_;  // the unit of parallel work
+    std::vector<Chunk> chunks_;  // the unit of parallel work, inside the state range
+    std::vector<Tensor> state_bufs_;
+    int64_t state_begin_ = 0, state_end_ = 0;
     std::vector<float> group_wd_;
     float* grads_ = nullptr;     // grad_arena_.data()
     double lr_ = 0;
@@ -127,7 +154,6 @@ public:
 
 private:
     AdamWOptions opt_;
-    Tensor m_, v_;
 };
 
 struct SGDOptions {
@@ -154,7 +180,6 @@ public:
 
 private:
     SGDOptions opt_;
-    Tensor buf_;
 };
 
 // torch.nn.utils.clip_grad_norm_ (L2): total = sqrt(sum of squares of all gradients), computed in

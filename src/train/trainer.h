@@ -52,7 +52,15 @@ struct TrainOptions {
     double dropout = -1;       // >= 0: overrides the model's embed_dropout and resid_dropout
     int64_t stop_after = 0;    // > 0: stop (with a checkpoint) after this many steps of this run
     int64_t inject_nan_step = -1;  // test hook: make the loss NaN at this step
+    // Test hook for the data-parallel fault tests: "RANK:STEP:KIND", KIND exit (the rank exits with
+    // code 3 at the start of STEP, as a crash would), kill (SIGKILL) or hang (sleeps for ever).
+    std::string inject_fault;
     bool quiet = false;        // no progress output (tests)
+    // Data parallel (under mpirun; dist/comm.h, train/grad_sync.h).
+    bool zero1 = false;        // shard the optimizer state across ranks
+    bool overlap = true;       // bucketed all-reduce overlapped with backward
+    double bucket_mb = 8;      // bucket size (MiB)
+    double dist_timeout = 0;   // > 0: seconds a collective may wait before the job is ended
 
     nlohmann::json to_json() const;
 };
@@ -72,13 +80,31 @@ struct TrainResult {
     EvalResult last_eval;
     bool evaluated = false;
     double tokens_per_s = 0, steps_per_s = 0;  // this run, excluding evaluation and saving
+    int ranks = 1;
+    double comm_s = 0;               // data parallel: time spent waiting on gradient collectives
+    int64_t optimizer_state_bytes = 0;  // this rank's optimizer state (smaller under ZeRO-1)
 };
 
 // model_config: the parsed model (ignored on resume, where the checkpoint's config is used).
+//
+// Data parallel: under `mpirun -np K`, every rank runs train() with the same arguments. Rank r
+// takes rows [B r / K, B (r + 1) / K) of every global batch of B rows (the loader draws the whole
+// batch, so the data and, to fp32 reduction order, the loss curve do not depend on K); gradients
+// are summed over ranks (train/grad_sync.h); only rank 0 prints, writes metrics and checkpoints.
+// On resume rank 0 reads the checkpoint and broadcasts it, so a checkpoint written with any K
+// resumes with any K. The run configuration is compared across ranks at the start and the
+// parameters at every save; a difference stops every rank with a CollectiveError.
 TrainResult train(const ModelConfig& model_config, const TrainOptions& opt);
 
+class Comm;
+// comm: evaluation batches are dealt round-robin to the ranks and the sums reduced (nullptr: this
+// process evaluates everything).
 EvalResult evaluate(const LMModel& model, const DataSource& data, const std::string& split, int64_t batch,
-                    int64_t seq_len, int64_t max_batches);
+                    int64_t seq_len, int64_t max_batches, Comm* comm = nullptr);
+
+// The checkpoint's config.json: read by rank 0 and broadcast (the other ranks need no access to
+// the run directory).
+nlohmann::json load_config_on_root(const std::string& ckpt_dir);
 
 // RUN_DIR/checkpoint, or RUN_DIR itself when it holds model.safetensors.
 std::string checkpoint_dir_of(const std::string& run_dir);
