@@ -40,7 +40,7 @@ void append(std::vector<BenchRecord>& dst, const std::vector<BenchRecord>& src) 
 }  // namespace
 
 int cmd_bench(int argc, char** argv) {
-    Args args(argc, argv, {"help", "json", "all-backends", "quick", "zero1", "no-overlap"}, {"threads", "batch", "steps", "fft-log2", "L", "channels", "chunk", "d-model", "layers", "vocab", "models", "prompts", "batches", "gen", "contexts"});
+    Args args(argc, argv, {"help", "json", "all-backends", "quick", "zero1", "no-overlap"}, {"threads", "batch", "steps", "bucket-mb", "fft-log2", "L", "channels", "chunk", "d-model", "layers", "vocab", "models", "prompts", "batches", "gen", "contexts"});
     const char* usage =
         "usage: hippo bench NAME [--json] [--threads N]\n"
         "  core         machine peaks (peak.fma, peak.bandwidth), GEMM, FFT (with FFTW side by side),\n"
@@ -63,7 +63,7 @@ int cmd_bench(int argc, char** argv) {
         "               (--quick: sizes up to 1 MiB)\n"
         "  dp-step      (under mpirun -np K) a data-parallel LM training step split into compute, communication\n"
         "               and update, plus the expected scaling to 8 and 64 machines (--models h3 --batch 16\n"
-        "               --L 256 --d-model 256 --layers 4 --vocab 256 --steps 10 [--zero1] [--no-overlap])\n"
+        "               --L 256 --d-model 256 --layers 4 --vocab 256 --steps 10 --bucket-mb 8 [--zero1] [--no-overlap])\n"
         "Output: a table, or with --json a JSON array of records {name, shape fields, pass, ms, runs, ...}.\n";
     if (args.has("help") || args.positional().empty()) {
         std::fputs(usage, args.has("help") ? stdout : stderr);
@@ -112,7 +112,8 @@ int cmd_bench(int argc, char** argv) {
     } else if (name == "dp-step") {
         append(recs, bench_dp_step(args.get("models", "h3"), args.get_int("batch", 16), args.get_int("L", 256),
                                    args.get_int("d-model", 256), args.get_int("layers", 4), args.get_int("vocab", 256),
-                                   args.has("zero1"), !args.has("no-overlap"), int(args.get_int("steps", 10))));
+                                   args.has("zero1"), !args.has("no-overlap"), int(args.get_int("steps", 10)),
+                                   args.get_double("bucket-mb", 8)));
     } else if (name == "h3") {
         append(recs, bench_h3(args.get_int_list("L", {2048}), args.get_int("d-model", 768)));
     } else {

@@ -87,7 +87,8 @@ std::vector<BenchRecord> bench_allreduce(bool quick) {
 }
 
 std::vector<BenchRecord> bench_dp_step(const std::string& kind, long long batch, long long L, long long d_model,
-                                       long long n_layer, long long vocab, bool zero1, bool overlap, int steps) {
+                                       long long n_layer, long long vocab, bool zero1, bool overlap, int steps,
+                                       double bucket_mb) {
     Comm& comm = Comm::world();
     const int K = comm.size();
     HIPPO_CHECK(batch >= K, "bench dp-step: batch %lld has fewer rows than ranks (%d)", batch, K);
@@ -100,6 +101,7 @@ std::vector<BenchRecord> bench_dp_step(const std::string& kind, long long batch,
     GradSyncOptions so;
     so.zero1 = zero1;
     so.overlap = overlap;
+    so.bucket_bytes = int64_t(bucket_mb * double(1 << 20));
     GradSync sync(comm, opt, so);
 
     // The same random global batch on every rank; rank r takes its rows.

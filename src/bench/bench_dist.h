@@ -23,6 +23,7 @@ std::vector<BenchRecord> bench_allreduce(bool quick);
 // with a ring all-reduce costing 2 (K - 1) / K * bytes / bandwidth + 2 (K - 1) * latency, without
 // and with perfect overlap with backward.
 std::vector<BenchRecord> bench_dp_step(const std::string& kind, long long batch, long long L, long long d_model,
-                                       long long n_layer, long long vocab, bool zero1, bool overlap, int steps);
+                                       long long n_layer, long long vocab, bool zero1, bool overlap, int steps,
+                                       double bucket_mb);
 
 }  // namespace hippo
