@@ -97,3 +97,16 @@ TEST(Gemm, AlphaZeroBetaOne) {
     check(&sgemm, "alpha=0", false, true, {9, 11, 13}, 0.0f, 1.0f, 1);
     check(&sgemm_builtin, "alpha=0", true, false, {9, 11, 13}, 0.0f, 1.0f, 1);
 }
+
+// The decode path: M <= 8 rows against a transposed B (register tiles of MR x NR, a masked K tail,
+// a partial last tile of B rows).
+TEST(Gemm, FewRowsTransposedBMatchesRef) {
+    for (int64_t M = 1; M <= 8; M++)
+        for (int64_t N : {1, 2, 3, 5, 8, 9, 17, 33})
+            for (int64_t K : {1, 2, 15, 16, 17, 33, 100})
+                for (int64_t pad : {0, 3}) {
+                    check(&sgemm, "sgemm few rows", false, true, {M, N, K}, 1.0f, 0.0f, pad);
+                    check(&sgemm, "sgemm few rows", false, true, {M, N, K}, 0.7f, 0.5f, pad);
+                    if (::testing::Test::HasFatalFailure()) return;
+                }
+}

@@ -11,6 +11,9 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 
 namespace hippo {
 
@@ -107,9 +110,89 @@ void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const
 // A few rows times a transposed matrix, C (M, N) = A (M, K) B (N, K)^T with M <= 8: the shape of a
 // linear layer during token-by-token decoding. BLAS packs all of B on every call, which triples
 // the memory traffic of what is a matrix-vector product; here each row of B is read once from
-// memory and reused from L1 for the M rows of A. Threads split the rows of B.
+// memory. Register tiles of MR rows of A by NR rows of B (MR * NR <= 16 accumulators, 16 floats of K
+// each) make every loaded B vector serve MR rows and every A vector NR rows, so the FMA units,
+// not the load ports or one accumulator's latency, set the pace once the B rows come from cache
+// (batch 8 decoding), and memory does otherwise (batch 1). Threads split the rows of B.
+#ifdef __AVX512F__
+template <int MR, int NR, int PF = (MR <= 2 ? 1 : 2)>
+static inline void few_rows_tile(int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
+                                 float out[MR][NR]) {
+    __m512 acc[MR][NR];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) acc[i][j] = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+        __m512 b[NR];
+        for (int j = 0; j < NR; j++) b[j] = _mm512_loadu_ps(B + j * ldb + k);
+        // The next tile's rows stream in from memory while this one computes.
+        for (int j = 0; j < NR; j++) _mm_prefetch(reinterpret_cast<const char*>(B + (PF * NR + j) * ldb + k), _MM_HINT_T0);
+        // ... and 16 rows further into L2, so that enough misses are in flight to stream at full
+        // bandwidth while the FMAs run (M = 8: 78 -> 115 GFLOP/s on the 125M shapes).
+        for (int j = 0; j < NR; j++) _mm_prefetch(reinterpret_cast<const char*>(B + (16 + j) * ldb + k), _MM_HINT_T1);
+        for (int i = 0; i < MR; i++) {
+            __m512 a = _mm512_loadu_ps(A + i * lda + k);
+            // One load per A vector: without this GCC folds the load into each of the NR FMAs.
+            if constexpr (NR > 1) asm("" : "+v"(a));
+            for (int j = 0; j < NR; j++) acc[i][j] = _mm512_fmadd_ps(a, b[j], acc[i][j]);
+        }
+    }
+    if (k < K) {
+        const __mmask16 m = __mmask16((1u << (K - k)) - 1);
+        __m512 b[NR];
+        for (int j = 0; j < NR; j++) b[j] = _mm512_maskz_loadu_ps(m, B + j * ldb + k);
+        for (int i = 0; i < MR; i++) {
+            const __m512 a = _mm512_maskz_loadu_ps(m, A + i * lda + k);
+            for (int j = 0; j < NR; j++) acc[i][j] = _mm512_fmadd_ps(a, b[j], acc[i][j]);
+        }
+    }
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) out[i][j] = _mm512_reduce_add_ps(acc[i][j]);
+}
+
+template <int MR>
+static void sgemm_few_rows_nt_avx512(int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B,
+                                     int64_t ldb, float beta, float* C, int64_t ldc) {
+    constexpr int NR = MR <= 2 ? 8 : (MR <= 4 ? 4 : 2);
+    const int64_t tiles = (N + NR - 1) / NR;
+    auto store = [&](int64_t n, int i, float v) {
+        float& c = C[i * ldc + n];
+        c = alpha * v + (beta == 0.0f ? 0.0f : beta * c);
+    };
+#pragma omp parallel for schedule(static) if (N * K >= (1 << 16))
+    for (int64_t t = 0; t < tiles; t++) {
+        const int64_t n0 = t * NR;
+        if (n0 + NR <= N) {
+            float out[MR][NR];
+            few_rows_tile<MR, NR>(K, A, lda, B + n0 * ldb, ldb, out);
+            for (int i = 0; i < MR; i++)
+                for (int j = 0; j < NR; j++) store(n0 + j, i, out[i][j]);
+        } else {
+            for (int64_t n = n0; n < N; n++) {  // the last, partial tile: one row of B at a time
+                float out[MR][1];
+                few_rows_tile<MR, 1>(K, A, lda, B + n * ldb, ldb, out);
+                for (int i = 0; i < MR; i++) store(n, i, out[i][0]);
+            }
+        }
+    }
+}
+#endif
+
 static void sgemm_few_rows_nt(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
                               const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+#ifdef __AVX512F__
+    switch (M) {
+        case 1: return sgemm_few_rows_nt_avx512<1>(N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        case 2: return sgemm_few_rows_nt_avx512<2>(N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        case 3: return sgemm_few_rows_nt_avx512<3>(N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        case 4: return sgemm_few_rows_nt_avx512<4>(N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        case 5: return sgemm_few_rows_nt_avx512<5>(N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        case 6: return sgemm_few_rows_nt_avx512<6>(N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        case 7: return sgemm_few_rows_nt_avx512<7>(N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        case 8: return sgemm_few_rows_nt_avx512<8>(N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        default: break;
+    }
+#endif
 #pragma omp parallel for schedule(static) if (N * K >= (1 << 16))
     for (int64_t n = 0; n < N; n++) {
         const float* b = B + n * ldb;

@@ -46,10 +46,22 @@ void discretize_for_step(std::vector<std::complex<float>>& dA, std::vector<std::
 // One diagonal-SSM step for one channel: x <- dA x + dB w, returns 2 Re(sum C x).
 inline float diag_step(std::complex<float>* x, const std::complex<float>* dA, const std::complex<float>* dB,
                        const std::complex<float>* C, float w, int64_t M) {
+    // Spelled out in real arithmetic: std::complex's operator* checks for inf/NaN through a
+    // library call (C99 Annex G) unless compiled with -fcx-limited-range, which would also block
+    // vectorisation.
+    float* xf = reinterpret_cast<float*>(x);
+    const float* a = reinterpret_cast<const float*>(dA);
+    const float* bb = reinterpret_cast<const float*>(dB);
+    const float* c = reinterpret_cast<const float*>(C);
     float acc = 0;
+#pragma omp simd reduction(+ : acc)
     for (int64_t m = 0; m < M; m++) {
-        x[m] = dA[m] * x[m] + dB[m] * w;
-        acc += 2.0f * (C[m].real() * x[m].real() - C[m].imag() * x[m].imag());
+        const float xr = xf[2 * m], xi = xf[2 * m + 1];
+        const float nr = a[2 * m] * xr - a[2 * m + 1] * xi + bb[2 * m] * w;
+        const float ni = a[2 * m] * xi + a[2 * m + 1] * xr + bb[2 * m + 1] * w;
+        xf[2 * m] = nr;
+        xf[2 * m + 1] = ni;
+        acc += 2.0f * (c[2 * m] * nr - c[2 * m + 1] * ni);
     }
     return acc;
 }
@@ -138,8 +150,11 @@ H3State H3::new_state(int64_t batch) const {
     st.batch = batch;
     st.keys.assign(size_t(batch * N * d), 0.0f);
     st.x.assign(size_t(batch * H * P * P * M), {0.0f, 0.0f});
-    st.taps.resize(size_t(d * N));
-    shift_kernel_forward(st.taps.data(), shift_B.data(), shift_C.data(), d, N);
+    std::vector<float> taps(static_cast<size_t>(d * N));  // (D, N)
+    shift_kernel_forward(taps.data(), shift_B.data(), shift_C.data(), d, N);
+    st.taps.resize(size_t(N * d));  // (N, D): a tap's weights for all channels are contiguous
+    for (int64_t c = 0; c < d; c++)
+        for (int64_t j = 0; j < N; j++) st.taps[size_t(j * d + c)] = taps[size_t(c * N + j)];
     discretize_for_step(st.dA, st.dB, st.C, log_dt, inv_A_real, A_imag, ssm_B, ssm_C, cfg_.disc);
     return st;
 }
@@ -181,11 +196,14 @@ Tensor H3::step(const Tensor& u, H3State& st) const {
         float* ob = o.data() + b * d;
         float* ring = st.keys.data() + b * N * d;
         std::copy(kb, kb + d, ring + slot * d);
-        std::vector<float> kt(static_cast<size_t>(d));
-        for (int64_t c = 0; c < d; c++) kt[size_t(c)] = Dk[c] * kb[c];
+        std::vector<float> kt_buf(static_cast<size_t>(d));
+        float* kt = kt_buf.data();
+        for (int64_t c = 0; c < d; c++) kt[c] = Dk[c] * kb[c];
         for (int64_t j = 0; j < taps; j++) {
             const float* kj = ring + ((st.pos - j) % N) * d;
-            for (int64_t c = 0; c < d; c++) kt[size_t(c)] += st.taps[size_t(c * N + j)] * kj[c];
+            const float* tj = st.taps.data() + j * d;
+#pragma omp simd
+            for (int64_t c = 0; c < d; c++) kt[c] += tj[c] * kj[c];
         }
         std::complex<float>* xb = st.x.data() + b * H * P * P * M;
         for (int64_t h = 0; h < H; h++) {
@@ -194,7 +212,7 @@ Tensor H3::step(const Tensor& u, H3State& st) const {
             const std::complex<float>* Cc = st.C.data() + h * M;
             for (int64_t i = 0; i < P; i++)
                 for (int64_t j = 0; j < P; j++) {
-                    float w = kt[size_t(h * P + i)] * vb[h * P + j];
+                    float w = kt[h * P + i] * vb[h * P + j];
                     std::complex<float>* x = xb + ((h * P + i) * P + j) * M;
                     float z = diag_step(x, dA, dB, Cc, w, M) + Dd[h] * w;
                     ob[h * P + j] += qb[h * P + i] * z;

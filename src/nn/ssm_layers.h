@@ -31,7 +31,7 @@ struct H3State {
     std::vector<float> keys;                  // (batch, N, D) ring buffer of raw keys, slot = t % N
     std::vector<std::complex<float>> x;       // (batch, H * P * P, M) diagonal-SSM states
     // Discretised parameters, computed once when the state is created (weights are fixed while
-    // generating): shift taps (D, N), dA, dB, C per (head, mode).
+    // generating): shift taps (N, D), dA, dB, C per (head, mode).
     std::vector<float> taps;
     std::vector<std::complex<float>> dA, dB, C;
 };
