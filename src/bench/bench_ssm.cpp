@@ -245,7 +245,7 @@ std::vector<BenchRecord> bench_fftconv(const std::vector<long long>& lengths, lo
                 g = {g_log_dt.data(), g_iar.data(), g_aim.data(), gB.data(), gC.data(), gD.data()};
                 for (SsmConvPath path : {SsmConvPath::chunked, SsmConvPath::fft}) {
                     if (path == SsmConvPath::fft && (L > 65536 || !gated)) continue;  // 2M-point spectra: too big
-                    const char* name = path == SsmConvPath::chunked ? "fftconv.fused" : "fftconv.single_fft";
+                    const char* name = path == SsmConvPath::chunked ? "ssm_conv.state_passing" : "ssm_conv.single_fft";
                     const char* pname = path == SsmConvPath::chunked ? "chunked" : "fft";
                     Measured f = measure([&] { ssm_conv_forward(y.data(), u.data(), pv, pq, p, s, chunk, nullptr, path); },
                                          min_runs, min_s, max_runs);

@@ -7,14 +7,15 @@
 namespace hippo {
 
 // B = 1, C channels (768), for each L: the H3-gated causal convolution y = q * (K * (u v) + D u v)
-//   fftconv.fused      L <= chunk: fused FFT kernel given K (the kernel's FFT included; field
-//                      ms_kf_cached has the time with the spectrum precomputed).
-//                      L > chunk: the whole SSM convolution from S4D parameters with state passing.
-//   fftconv.single_fft L > chunk (up to 64K): the same from parameters with one FFT of size 2L.
-//   fftconv.unfused    L <= chunk: whole-tensor passes through the same FFT.
+//   fftconv.fused      L <= max(chunk, 16K): the fused FlashConv kernel given K (the kernel's FFT
+//                      included; field ms_kf_cached has the time with the spectrum precomputed).
+//   fftconv.unfused    same L: whole-tensor passes through the same FFT (the 2x comparison).
 //   fftconv.direct     L <= 4096: O(L^2) time-domain convolution.
-//   fftconv.fftw       L <= chunk, with FFTW: the fused algorithm with FFTW's r2c/c2r (same work as
-//                      fftconv.fused, FFTW_MEASURE plans).
+//   fftconv.fftw       with FFTW, L <= max(chunk, 16K): the fused algorithm with FFTW's r2c/c2r (same
+//                      work as fftconv.fused, FFTW_MEASURE plans).
+//   ssm_conv.state_passing  L > chunk: the whole SSM convolution from S4D parameters (kernel
+//                      generation included) in chunks with exact state passing.
+//   ssm_conv.single_fft     L > chunk (up to 64K): the same with one FFT of size 2L (its baseline).
 // Records carry pass (fwd, fwd+bwd), gated (false for the ungated S4D-style runs used at 1M
 // tokens, where the gated tensors would not fit in 24 GB), path, and peak_mb (extra memory of
 // the call from the caching allocator).
