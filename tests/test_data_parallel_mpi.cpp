@@ -113,6 +113,20 @@ TEST_F(DataParallel, TwoRanksMatchOneProcessInEveryMode) {
     EXPECT_EQ(losses(out("k2-0")).size(), 16u);
 }
 
+// A hybrid with attention dropout: the attention masks follow the global row index too.
+TEST_F(DataParallel, AttentionDropoutDoesNotDependOnTheSplit) {
+    std::ofstream(out("hybrid.json"))
+        << R"({"model": {"d_model": 32, "n_layer": 2, "vocab_size": "data", "mixer": "h3", "attn_layer_idx": [1],
+                         "attn_cfg": {"num_heads": 2, "dropout": 0.2}, "embed_dropout": 0.1}})";
+    const std::string args = std::string(" train --model ") + out("hybrid.json") +
+                             " --data assoc_recall --steps 12 --batch 7 --quiet --threads 1 --out ";
+    Proc one = shell(std::string(HIPPO_BIN) + args + out("h1"));
+    ASSERT_EQ(one.rc, 0) << one.output;
+    Proc two = shell(mpirun(2) + HIPPO_BIN + args + out("h2"));
+    ASSERT_EQ(two.rc, 0) << two.output;
+    expect_same_curve(losses(out("h1")), losses(out("h2")), kCurveTol);
+}
+
 TEST_F(DataParallel, CheckpointsResumeUnderTheOtherRankCount) {
     Proc ref = train(1, "--out " + out("ref"));
     ASSERT_EQ(ref.rc, 0) << ref.output;

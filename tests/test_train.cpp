@@ -129,6 +129,36 @@ TEST(Train, ExactResume) {
     }
 }
 
+// Attention dropout draws its masks from the step's dropout seed (not a per-module call counter),
+// so a resumed hybrid run repeats the uninterrupted one bit for bit too.
+TEST(Train, ExactResumeWithAttentionDropout) {
+    ModelConfig cfg = parse_model_config(json{{"d_model", 16},
+                                              {"n_layer", 2},
+                                              {"vocab_size", "data"},
+                                              {"mixer", "h3"},
+                                              {"attn_layer_idx", {1}},
+                                              {"attn_cfg", {{"num_heads", 2}, {"dropout", 0.2}}},
+                                              {"embed_dropout", 0.1},
+                                              {"ssm_cfg", {{"d_state", 16}}}});
+    TrainOptions a = small_opts(fresh_dir("attn_resume_a"));
+    a.steps = 20;
+    TrainResult ra = train(cfg, a);
+    TrainOptions b = a;
+    b.out_dir = fresh_dir("attn_resume_b");
+    b.stop_after = 10;
+    TrainResult rb1 = train(cfg, b);
+    b.stop_after = 0;
+    b.resume = true;
+    TrainResult rb2 = train(cfg, b);
+    ASSERT_EQ(ra.losses.size(), 20u);
+    ASSERT_EQ(rb1.losses.size() + rb2.losses.size(), 20u);
+    for (size_t i = 0; i < 10; i++) {
+        EXPECT_EQ(ra.losses[i], rb1.losses[i]) << "step " << i;
+        EXPECT_EQ(ra.losses[10 + i], rb2.losses[i]) << "step " << 10 + i;
+    }
+    EXPECT_EQ(params_of(a.out_dir), params_of(b.out_dir));
+}
+
 TEST(Train, NanStopsAndKeepsLastGoodCheckpoint) {
     TrainOptions o = small_opts(fresh_dir("nan"));
     o.save_every = 2;

@@ -68,6 +68,7 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
         p.key_mask = keep->key_mask.empty() ? nullptr : keep->key_mask.data();
         p.dropout_p = keep->training ? keep->dropout_p : 0.0f;
         p.dropout_seed = keep->dropout_seed;
+        p.dropout_batch_offset = keep->dropout_batch_offset;
         p.block_mask = keep->block_mask.get();
         return p;
     };

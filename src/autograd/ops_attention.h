@@ -20,6 +20,7 @@ struct AttentionOptions {
     std::vector<uint8_t> key_mask;                 // (B, Lk), nonzero = valid; empty = all valid
     float dropout_p = 0;                           // on the attention weights, only when training
     uint64_t dropout_seed = 0;
+    int64_t dropout_batch_offset = 0;              // see AttnParams
     bool training = true;
     std::shared_ptr<const BlockMask> block_mask;   // block-sparse pattern (BigBird etc.) or null
     bool materialized = false;                     // use the O(L^2) reference kernels (tests, benchmarks)

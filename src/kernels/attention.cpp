@@ -319,7 +319,7 @@ void forward_tiled_impl(float* o, float* lse, const float* q, const float* k, co
                 if (p.dropout_p > 0)
                     for (int64_t r = 0; r < nk; r++)
                         for (int64_t i = 0; i < nq; i++) {
-                            float u = hash_uniform(p.dropout_seed, drop_index(s, b, h, i0 + i, j0 + r));
+                            float u = hash_uniform(p.dropout_seed, drop_index(s, b + p.dropout_batch_offset, h, i0 + i, j0 + r));
                             S[r * kTile + i] *= u >= p.dropout_p ? keep_scale : 0.0f;
                         }
                 // Ot = Ot * alpha + V^T P  (rows d, lanes = queries)
@@ -443,7 +443,7 @@ void backward_tiled_impl(float* dq, float* dk, float* dv, const float* dout, con
                     if (p.dropout_p > 0) {
                         for (int64_t r = 0; r < nq; r++) {
                             for (int64_t j = 0; j < kTile; j++)
-                                zs[j] = j < nk && hash_uniform(p.dropout_seed, drop_index(s, b, h, i0 + r, j0 + j)) >=
+                                zs[j] = j < nk && hash_uniform(p.dropout_seed, drop_index(s, b + p.dropout_batch_offset, h, i0 + r, j0 + j)) >=
                                                       p.dropout_p
                                             ? keep_scale
                                             : 0.0f;
@@ -598,7 +598,7 @@ void attention_forward_ref(float* o, float* lse, const float* q, const float* k,
                     for (int64_t j = 0; j < s.Lk; j++) {
                         double w = row[size_t(j)] / sum;
                         if (p.dropout_p > 0)
-                            w *= hash_uniform(p.dropout_seed, drop_index(s, b, h, i, j)) >= p.dropout_p ? keep_scale
+                            w *= hash_uniform(p.dropout_seed, drop_index(s, b + p.dropout_batch_offset, h, i, j)) >= p.dropout_p ? keep_scale
                                                                                                         : 0.0;
                         if (w == 0) continue;
                         const float* vj = v + (bh * s.Lk + j) * D;
@@ -641,7 +641,7 @@ void attention_backward_ref(float* dq, float* dk, float* dv, const float* dout, 
                 mx = std::max(mx, Pi[j]);
                 if (p.dropout_p > 0)
                     Z[size_t(i * Lk + j)] =
-                        hash_uniform(p.dropout_seed, drop_index(s, b, h, i, j)) >= p.dropout_p ? keep_scale : 0.0;
+                        hash_uniform(p.dropout_seed, drop_index(s, b + p.dropout_batch_offset, h, i, j)) >= p.dropout_p ? keep_scale : 0.0;
             }
             double sum = 0;
             for (int64_t j = 0; j < Lk; j++) {

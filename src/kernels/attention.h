@@ -61,6 +61,9 @@ struct AttnParams {
     const uint8_t* key_mask = nullptr;    // (B, Lk), nonzero = valid
     float dropout_p = 0;                  // 0 = no dropout
     uint64_t dropout_seed = 0;
+    // Index of batch row 0 in a larger global batch (data-parallel ranks): the dropout mask of a row
+    // depends on its global index, not on how the batch is split.
+    int64_t dropout_batch_offset = 0;
     const BlockMask* block_mask = nullptr;
 };
 

@@ -40,8 +40,9 @@ Block::Block(const ModelConfig& cfg, int64_t layer, Rng& rng) : kind(cfg.layer_m
 
 Tensor Block::mlp(const Tensor& x) const { return fc2->forward(gelu_tanh(fc1->forward(x))); }
 
-Tensor Block::forward(const Tensor& h_in, uint64_t seed, bool training, float p, uint64_t drop_offset) const {
-    Tensor x = mixer->forward(norm1->forward(h_in), site_seed(seed, 1), training);
+Tensor Block::forward(const Tensor& h_in, uint64_t seed, bool training, float p, int64_t row_offset) const {
+    const uint64_t drop_offset = uint64_t(row_offset * h_in.size(1) * h_in.size(2));  // (B, L, D) element index
+    Tensor x = mixer->forward(norm1->forward(h_in), site_seed(seed, 1), training, row_offset);
     if (training && p > 0) x = dropout(x, p, site_seed(seed, 2), true, drop_offset);
     Tensor h = add(h_in, x);
     if (!fc1) return h;
@@ -128,7 +129,7 @@ Tensor LMModel::forward(const std::vector<int32_t>& ids, int64_t B, int64_t L, u
     if (training && cfg_.embed_dropout > 0)
         h = dropout(h, float(cfg_.embed_dropout), site_seed(seed, 0), true, drop_offset);
     for (size_t i = 0; i < blocks.size(); i++)
-        h = blocks[i]->forward(h, site_seed(seed, 100 + i), training, float(cfg_.resid_dropout), drop_offset);
+        h = blocks[i]->forward(h, site_seed(seed, 100 + i), training, float(cfg_.resid_dropout), row_offset);
     return head(h);
 }
 

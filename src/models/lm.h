@@ -44,8 +44,8 @@ class Block : public Module {
 public:
     Block(const ModelConfig& cfg, int64_t layer, Rng& rng);
     // h (B, L, D) -> (B, L, D)
-    // drop_offset: see LMModel::forward's row_offset.
-    Tensor forward(const Tensor& h, uint64_t seed, bool training, float resid_dropout, uint64_t drop_offset = 0) const;
+    // row_offset: see LMModel::forward.
+    Tensor forward(const Tensor& h, uint64_t seed, bool training, float resid_dropout, int64_t row_offset = 0) const;
     // h (B, D): one token
     Tensor step(const Tensor& h, MixerState& st) const;
     Tensor prefill(const Tensor& h, MixerState& st) const;
@@ -74,8 +74,8 @@ public:
 
     // ids (B, L) row-major -> logits (B, L, Vpad). dropout_seed is used in training mode only.
     // row_offset: the index of ids' first row in a larger global batch (data-parallel ranks), so the
-    // embedding and residual dropout masks do not depend on how the batch is split. (Attention
-    // dropout, attn_dropout, draws per layer call and does depend on the split.)
+    // embedding, residual and attention dropout masks do not depend on how the batch is split; all
+    // of them derive from dropout_seed, so a resumed run draws the same masks.
     Tensor forward(const std::vector<int32_t>& ids, int64_t B, int64_t L, uint64_t dropout_seed = 0,
                    int64_t row_offset = 0) const;
 

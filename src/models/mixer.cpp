@@ -33,7 +33,10 @@ class LayerMixer : public SequenceMixer {
 public:
     LayerMixer(std::shared_ptr<Layer> m, const char* name) : m_(std::move(m)), name_(name) {}
     std::shared_ptr<Module> module() const override { return m_; }
-    Tensor forward(const Tensor& x, uint64_t, bool) const override { return m_->forward(x); }
+    Tensor forward(const Tensor& x, uint64_t dropout_seed, bool, int64_t row_offset) const override {
+        if constexpr (std::is_same_v<Layer, MHA>) return m_->forward(x, dropout_seed, row_offset);
+        else return m_->forward(x);
+    }
     std::unique_ptr<MixerState> new_state(int64_t batch, int64_t max_len) const override {
         auto st = std::make_unique<State>();
         if constexpr (std::is_same_v<Layer, MHA>) st->s = m_->new_state(batch, max_len);  // KV cache capacity

@@ -25,7 +25,8 @@ public:
     virtual ~SequenceMixer() = default;
     virtual std::shared_ptr<Module> module() const = 0;
     // x (B, L, D) -> (B, L, D). dropout_seed / training: for mixers with internal dropout.
-    virtual Tensor forward(const Tensor& x, uint64_t dropout_seed, bool training) const = 0;
+    // row_offset: the index of x's first batch row in the global batch (dropout masks, see MHA).
+    virtual Tensor forward(const Tensor& x, uint64_t dropout_seed, bool training, int64_t row_offset = 0) const = 0;
     virtual std::unique_ptr<MixerState> new_state(int64_t batch, int64_t max_len) const = 0;
     // x (B, L, D): the parallel mode, leaving the state as if every token had been stepped.
     virtual Tensor prefill(const Tensor& x, MixerState& st) const = 0;

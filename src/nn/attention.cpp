@@ -64,6 +64,11 @@ void MHA::split_qkv(const Tensor& qkv, int64_t offset, Tensor& q, Tensor& k, Ten
 }
 
 Tensor MHA::forward(const Tensor& x) const {
+    const uint64_t seed = is_training() && cfg_.dropout > 0 ? splitmix64(cfg_.dropout_seed ^ splitmix64(calls_++)) : 0;
+    return forward(x, seed, 0);
+}
+
+Tensor MHA::forward(const Tensor& x, uint64_t dropout_seed, int64_t batch_offset) const {
     HIPPO_CHECK(x.ndim() == 3 && x.size(2) == cfg_.d_model, "MHA: input must be (B, L, %lld), got %s",
                 (long long)cfg_.d_model, x.shape().str().c_str());
     const int64_t B = x.size(0), L = x.size(1);
@@ -74,7 +79,8 @@ Tensor MHA::forward(const Tensor& x) const {
     opt.training = is_training();
     if (is_training() && cfg_.dropout > 0) {
         opt.dropout_p = cfg_.dropout;
-        opt.dropout_seed = splitmix64(cfg_.dropout_seed ^ splitmix64(calls_++));
+        opt.dropout_seed = dropout_seed;
+        opt.dropout_batch_offset = batch_offset;
     }
     Tensor o = attention(q, k, v, opt);
     return out_proj->forward(o.reshape({B, L, cfg_.d_model}));

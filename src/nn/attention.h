@@ -32,7 +32,7 @@ struct MHAConfig {
     int64_t rotary_dim = 0;       // 0 = no rotary; else even, <= head_dim
     float rotary_base = 10000.0f;
     float dropout = 0.0f;         // attention dropout, train mode only
-    uint64_t dropout_seed = 0;    // each forward in train mode draws a new mask from (seed, call count)
+    uint64_t dropout_seed = 0;    // forward(x) in train mode draws each mask from (seed, call count)
 };
 
 // KV cache of one MHA layer: keys (after rotary) and values, (batch, heads, cap, head_dim), the
@@ -57,6 +57,10 @@ public:
     // x: (B, L, D) -> (B, L, D)
     Tensor forward(const Tensor& x) const;
     Tensor operator()(const Tensor& x) const { return forward(x); }
+    // With the dropout mask given by the caller: drawn from dropout_seed, with x's batch rows at
+    // batch_offset in the global batch (an LM passes its per-step seed, so masks follow the
+    // checkpointed RNG on resume and do not depend on the data-parallel split).
+    Tensor forward(const Tensor& x, uint64_t dropout_seed, int64_t batch_offset) const;
 
     MHAState new_state(int64_t batch, int64_t reserve_len = 0) const;
     // Parallel pass over (B, L, D) that appends the L tokens to the cache (no gradient). Works on an
