@@ -124,14 +124,12 @@ std::vector<BenchRecord> bench_dp_step(const std::string& kind, long long batch,
         Tensor loss = mul_scalar(cross_entropy(model.forward(ids, r1 - r0, L), targets), float(share));
         loss.backward(Tensor::ones(loss.shape()), sync.hooks());
         const double t1 = now_seconds();
-        const double comm_before = sync.stats().comm_s;
         sync.reduce_gradients();
         const double t2 = now_seconds();
         sync.clip_grad_norm(1.0);
         sync.step();
         const double t3 = now_seconds();
         if (s < 2) continue;
-        (void)comm_before;
         // The slowest rank sets the pace.
         std::vector<double> parts(static_cast<size_t>(4 * K), 0.0);
         double* mine = parts.data() + 4 * comm.rank();

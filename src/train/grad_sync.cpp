@@ -114,7 +114,6 @@ void GradSync::launch_ready() {
         Bucket& b = buckets_[next_launch_++];
         pack(b);
         b.req = comm_.start_allreduce_sum(b.packed.data(), b.numel, "gradient all-reduce");
-        b.launched = true;
         stats_.bytes += double(b.numel) * sizeof(float);
         stats_.collectives++;
     }
@@ -137,7 +136,6 @@ void GradSync::reduce_gradients() {
             comm_.wait(b.req);
             unpack(b);
             b.pending = int(b.slots.size());
-            b.launched = false;
         }
         next_launch_ = 0;
     } else {

@@ -73,7 +73,6 @@ private:
         std::vector<float> packed;
         int pending = 0;  // gradients not yet final in this step
         Comm::Request req;
-        bool launched = false;
     };
     void build_buckets(const std::vector<int>& order);
     void launch_ready();
