@@ -20,10 +20,10 @@ namespace {
 // Row t of every sequence: (B, L, D) -> (B, D)
 Tensor time_slice(const Tensor& u, int64_t t) { return u.select(1, t).contiguous(); }
 
-H3Config small_h3(int64_t d, int64_t P) {
+H3Config small_h3(int64_t d, int64_t P, int64_t N = 8) {
     H3Config c;
     c.d_model = d;
-    c.d_state = 8;
+    c.d_state = N;
     c.head_dim = P;
     c.dt_min = 0.01f;
     c.dt_max = 0.5f;  // fast dynamics so that short tests exercise the state
@@ -35,9 +35,12 @@ H3Config small_h3(int64_t d, int64_t P) {
 class H3Modes : public ::testing::TestWithParam<int64_t> {};
 
 TEST_P(H3Modes, StepLoopAndPrefillEqualParallel) {
+    // d_state 8: 4 complex modes (the scalar step); 20: 10 modes (8 in one AVX-512 register + a tail of 2).
+    for (int64_t N : {8, 20}) {
+    SCOPED_TRACE("d_state " + std::to_string(N));
     const int64_t P = GetParam(), d = 8, Bn = 2, L = 37;
     Rng rng(11);
-    H3 layer(small_h3(d, P), rng);
+    H3 layer(small_h3(d, P, N), rng);
     Tensor u = randn({Bn, L, d}, rng);
     NoGradGuard ng;
     Tensor y = layer.forward(u);
@@ -55,6 +58,7 @@ TEST_P(H3Modes, StepLoopAndPrefillEqualParallel) {
     for (int64_t t = split; t < L; t++) {
         Tensor yt = layer.step(time_slice(u, t), st2);
         EXPECT_LT(test::max_rel_diff(yt, time_slice(y, t)), 1e-4) << "after prefill t=" << t;
+    }
     }
 }
 

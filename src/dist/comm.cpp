@@ -132,22 +132,13 @@ void Comm::wait_all(std::vector<void*>& handles, const std::string& what, double
     if (handles.empty()) return;
     std::vector<MPI_Request> reqs(handles.size());
     for (size_t i = 0; i < handles.size(); i++) reqs[i] = *as_req(handles[i]);
-    // Open MPI moves the data of a non-blocking collective only inside MPI calls, so polling is
-    // what makes progress: poll flat out for the first 200 ms (any transfer that is merely large),
-    // then with short sleeps (a rank that is far behind, or gone: the timeout check).
-    const double spin_until = now_seconds() + 0.2;
-    for (;;) {
-        int done = 0;
-        check_mpi(MPI_Testall(int(reqs.size()), reqs.data(), &done, MPI_STATUSES_IGNORE), "MPI_Testall", what);
-        if (done) break;
-        if (now_seconds() > spin_until) {
-            std::this_thread::sleep_for(std::chrono::microseconds(20));
-            if (now_seconds() - started > timeout_s_)
-                abort(strf("%s did not complete within %.0f s: another rank died, hangs or diverged; ending the job "
-                           "(HIPPO_DIST_TIMEOUT sets the limit)",
-                           what.c_str(), timeout_s_));
-        }
-    }
+    poll_until(
+        [&] {
+            int done = 0;
+            check_mpi(MPI_Testall(int(reqs.size()), reqs.data(), &done, MPI_STATUSES_IGNORE), "MPI_Testall", what);
+            return done != 0;
+        },
+        what, started);
     handles.clear();
 #else
     (void)handles;
@@ -272,18 +263,24 @@ bool Comm::test(Request& r) {
 #endif
 }
 
-void Comm::wait(Request& r) {
-    // See wait_all: polling is what makes progress.
+void Comm::poll_until(const std::function<bool()>& done, const std::string& what, double started) {
+    // Open MPI moves the data of a non-blocking operation only inside MPI calls, so polling is what
+    // makes progress: poll flat out for the first 200 ms (any transfer that is merely large), then
+    // with short sleeps (a rank that is far behind, or gone: the timeout check).
     const double spin_until = now_seconds() + 0.2;
-    while (!test(r)) {
+    while (!done()) {
         if (now_seconds() > spin_until) {
             std::this_thread::sleep_for(std::chrono::microseconds(20));
-            if (now_seconds() - r.started > timeout_s_)
+            if (now_seconds() - started > timeout_s_)
                 abort(strf("%s did not complete within %.0f s: another rank died, hangs or diverged; ending the job "
                            "(HIPPO_DIST_TIMEOUT sets the limit)",
-                           r.what.c_str(), timeout_s_));
+                           what.c_str(), timeout_s_));
         }
     }
+}
+
+void Comm::wait(Request& r) {
+    poll_until([&] { return test(r); }, r.what, r.started);
 }
 
 void Comm::allreduce_sum(float* data, int64_t n, const char* what) {

@@ -16,6 +16,7 @@
 // Counts are int64_t; buffers beyond MPI's int counts are split into pieces internally.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -101,6 +102,9 @@ public:
 private:
     Comm();
     void wait_all(std::vector<void*>& handles, const std::string& what, double started);
+    // Calls done() until it returns true: flat out for 200 ms, then with short sleeps, ending the
+    // job after timeout_s_ (Note [bounded waits]).
+    void poll_until(const std::function<bool()>& done, const std::string& what, double started);
     Request start_ring(float* data, std::vector<int64_t> offsets, bool reduce, bool gather, const char* what);
     void post_ring_step(Request& r);
     int acquire_scratch(int64_t n);

@@ -56,15 +56,14 @@ Tensor::BackwardHooks GradSync::hooks() {
 
 void GradSync::build_buckets(const std::vector<int>& first_order) {
     // Rank 0's order, so every rank packs the same buckets and launches them in the same sequence.
-    std::vector<double> order_d(first_order.begin(), first_order.end());
-    int64_t n = int64_t(order_d.size());
+    std::vector<int> root_order = first_order;
+    int64_t n = int64_t(root_order.size());
     comm_.broadcast(&n, sizeof n, 0, "gradient bucket layout");
-    order_d.resize(size_t(n));
-    comm_.broadcast(order_d.data(), n * int64_t(sizeof(double)), 0, "gradient bucket layout");
+    root_order.resize(size_t(n));
+    comm_.broadcast(root_order.data(), n * int64_t(sizeof(int)), 0, "gradient bucket layout");
     std::vector<int> order;
     std::vector<char> seen(slot_numel_.size(), 0);
-    for (double d : order_d) {
-        int s = int(d);
+    for (int s : root_order) {
         if (s >= 0 && size_t(s) < seen.size() && !seen[size_t(s)]) {
             seen[size_t(s)] = 1;
             order.push_back(s);
