@@ -2,6 +2,7 @@
 // transpose combinations, odd sizes, padded leading dims, alpha / beta, K = 0.
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -109,4 +110,62 @@ TEST(Gemm, FewRowsTransposedBMatchesRef) {
                     check(&sgemm, "sgemm few rows", false, true, {M, N, K}, 0.7f, 0.5f, pad);
                     if (::testing::Test::HasFatalFailure()) return;
                 }
+}
+
+TEST(Bf16, RoundingToNearestEven) {
+    EXPECT_EQ(bf16_from_float(1.0f), 0x3F80);
+    EXPECT_EQ(bf16_from_float(-2.0f), 0xC000);
+    EXPECT_EQ(bf16_from_float(0.0f), 0x0000);
+    EXPECT_EQ(bf16_from_float(-0.0f), 0x8000);
+    // 1 + 2^-8 is halfway between bf16 1.0 (even mantissa) and 1 + 2^-7: ties go to even.
+    EXPECT_EQ(bf16_from_float(1.0f + 1.0f / 256), 0x3F80);
+    // 1 + 3 * 2^-8 is halfway between 1 + 2^-7 (odd) and 1 + 2^-6 (even).
+    EXPECT_EQ(bf16_from_float(1.0f + 3.0f / 256), 0x3F82);
+    EXPECT_EQ(bf16_from_float(1.0f + 1.0f / 256 + 1.0f / 65536), 0x3F81);  // just above halfway
+    EXPECT_EQ(bf16_from_float(std::numeric_limits<float>::infinity()), 0x7F80);
+    EXPECT_EQ(bf16_from_float(std::numeric_limits<float>::max()), 0x7F80);  // rounds up to infinity
+    EXPECT_TRUE(std::isnan(bf16_to_float(bf16_from_float(std::numeric_limits<float>::quiet_NaN()))));
+    // A NaN whose payload sits only in the low 16 bits must not become infinity.
+    EXPECT_TRUE(std::isnan(bf16_to_float(bf16_from_float(std::bit_cast<float>(0x7F800001u)))));
+    Rng rng(9);
+    for (int i = 0; i < 10000; i++) {  // round trip of values already in bf16 is exact; error <= 2^-9
+        float x = float(rng.normal()) * 100.0f;
+        uint16_t h = bf16_from_float(x);
+        EXPECT_EQ(bf16_from_float(bf16_to_float(h)), h);
+        EXPECT_LE(std::fabs(bf16_to_float(h) - x), std::fabs(x) * (1.0f / 256)) << x;
+    }
+}
+
+// bf16-weight decode GEMM: every M (blocks of 8 above 8), partial tiles, the masked K tail.
+TEST(Bf16, GemmMatchesRef) {
+    for (int64_t M : {1, 2, 3, 4, 5, 7, 8, 9, 17})
+        for (int64_t N : {1, 2, 3, 8, 9, 17, 33})
+            for (int64_t K : {1, 2, 15, 16, 17, 31, 32, 33, 100})
+                for (int64_t pad : {0, 3})
+                    for (float beta : {0.0f, 0.5f}) {
+                        Rng rng(uint64_t(M * 7919 + N * 131 + K * 3 + pad));
+                        const int64_t lda = K + pad, ldb = K + pad, ldc = N + pad;
+                        std::vector<float> A(size_t(M * lda)), Bf(size_t(N * ldb)), C(size_t(M * ldc));
+                        fill(A, rng);
+                        fill(Bf, rng);
+                        fill(C, rng);
+                        std::vector<uint16_t> B(Bf.size());
+                        bf16_from_float_n(Bf.data(), B.data(), int64_t(Bf.size()));
+                        if (beta == 0.0f)
+                            for (auto& c : C) c = std::numeric_limits<float>::quiet_NaN();
+                        std::vector<float> Cref = C;
+                        sgemm_nt_bf16(M, N, K, 0.7f, A.data(), lda, B.data(), ldb, beta, C.data(), ldc);
+                        sgemm_nt_bf16_ref(M, N, K, 0.7f, A.data(), lda, B.data(), ldb, beta, Cref.data(), ldc);
+                        const double tol = 1e-5 * (1 + std::sqrt(double(K))) * 4;
+                        for (int64_t i = 0; i < M; i++)
+                            for (int64_t j = 0; j < ldc; j++) {
+                                const size_t k = size_t(i * ldc + j);
+                                if (j >= N) {  // padding untouched (NaN stays NaN when beta = 0)
+                                    ASSERT_TRUE(std::isnan(Cref[k]) ? std::isnan(C[k]) : C[k] == Cref[k]);
+                                    continue;
+                                }
+                                ASSERT_NEAR(C[k], Cref[k], tol * (1 + std::fabs(Cref[k])))
+                                    << "M=" << M << " N=" << N << " K=" << K << " pad=" << pad << " beta=" << beta;
+                            }
+                    }
 }

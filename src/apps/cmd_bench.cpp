@@ -33,6 +33,18 @@ std::vector<int> fft_sizes(const Args& args) {
     return out;
 }
 
+// "a,b,c" -> {"a", "b", "c"}
+std::vector<std::string> split_commas(const std::string& list) {
+    std::vector<std::string> out;
+    for (size_t a = 0; a <= list.size();) {
+        size_t b = list.find(',', a);
+        if (b == std::string::npos) b = list.size();
+        out.push_back(list.substr(a, b - a));
+        a = b + 1;
+    }
+    return out;
+}
+
 void append(std::vector<BenchRecord>& dst, const std::vector<BenchRecord>& src) {
     dst.insert(dst.end(), src.begin(), src.end());
 }
@@ -40,7 +52,7 @@ void append(std::vector<BenchRecord>& dst, const std::vector<BenchRecord>& src) 
 }  // namespace
 
 int cmd_bench(int argc, char** argv) {
-    Args args(argc, argv, {"help", "json", "all-backends", "quick", "zero1", "no-overlap"}, {"threads", "batch", "steps", "bucket-mb", "fft-log2", "L", "channels", "chunk", "d-model", "layers", "vocab", "models", "prompts", "batches", "gen", "contexts"});
+    Args args(argc, argv, {"help", "json", "all-backends", "quick", "zero1", "no-overlap"}, {"threads", "batch", "steps", "bucket-mb", "fft-log2", "L", "channels", "chunk", "d-model", "layers", "vocab", "models", "prompts", "batches", "gen", "contexts", "decode-weights"});
     const char* usage =
         "usage: hippo bench NAME [--json] [--threads N]\n"
         "  core         machine peaks (peak.fma, peak.bandwidth), GEMM, FFT (with FFTW side by side),\n"
@@ -56,7 +68,8 @@ int cmd_bench(int argc, char** argv) {
         "  h3           the whole H3 mixer, forward and forward+backward (--L 2048 --d-model 768)\n"
         "  attention    tiled / materialised / decode / block-sparse / linear attention (--L ...)\n"
         "  generate     decoding throughput, hybrid H3 vs Transformer (125M shapes, random weights)\n"
-        "               (--prompts 128,512,1536,4096 --batches 1,8 --gen 128 --contexts 128,8192)\n"
+        "               (--prompts 128,512,1536,4096 --batches 1,8 --gen 128 --contexts 128,8192\n"
+        "               --decode-weights fp32,bf16: each record once per weight format)\n"
         "  train        LM training steps with AdamW, tokens/s and time inside GEMMs\n"
         "               (--models h3,hybrid,transformer --L 2048 --d-model 768 --layers 12 --vocab 50257)\n"
         "  allreduce    (under mpirun -np K) all-reduce and reduce-scatter+all-gather bandwidth, results checked\n"
@@ -95,17 +108,10 @@ int cmd_bench(int argc, char** argv) {
         append(recs, bench_attention(args.get_int_list("L", {1024, 2048, 4096, 16384, 65536})));
     } else if (name == "generate") {
         append(recs, bench_generate(args.get_int_list("prompts", {128, 512, 1536, 4096}), args.get_int_list("batches", {1, 8}),
-                                    args.get_int("gen", 128), args.get_int_list("contexts", {128, 8192})));
+                                    args.get_int("gen", 128), args.get_int_list("contexts", {128, 8192}),
+                                    split_commas(args.get("decode-weights", "fp32,bf16"))));
     } else if (name == "train") {
-        std::vector<std::string> models;
-        std::string list = args.get("models", "h3,hybrid,transformer");
-        for (size_t a = 0; a <= list.size();) {
-            size_t b = list.find(',', a);
-            if (b == std::string::npos) b = list.size();
-            models.push_back(list.substr(a, b - a));
-            a = b + 1;
-        }
-        append(recs, bench_train(models, args.get_int("L", 2048), args.get_int("d-model", 768),
+        append(recs, bench_train(split_commas(args.get("models", "h3,hybrid,transformer")), args.get_int("L", 2048), args.get_int("d-model", 768),
                                  args.get_int("layers", 12), args.get_int("vocab", 50257)));
     } else if (name == "allreduce") {
         append(recs, bench_allreduce(args.has("quick")));

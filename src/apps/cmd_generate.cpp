@@ -51,7 +51,7 @@ std::vector<int32_t> parse_ids(const std::string& s) {
 int cmd_generate(int argc, char** argv) {
     Args args(argc, argv, {"help", "greedy", "json"},
               {"prompt", "prompt-file", "prompt-ids", "prompts-file", "n", "temperature", "top-k", "top-p",
-               "repetition-penalty", "seed", "stop", "batch", "tokenizer", "vocab", "threads"});
+               "repetition-penalty", "seed", "stop", "batch", "tokenizer", "vocab", "threads", "decode-weights"});
     if (args.has("help") || args.positional().empty()) {
         std::fputs(
             "usage: hippo generate MODEL_DIR [prompt] [options]\n"
@@ -62,12 +62,15 @@ int cmd_generate(int argc, char** argv) {
             "  --greedy | --temperature T (1) --top-k K (0: off) --top-p P (1: off) --repetition-penalty R (1)\n"
             "  --seed S             sampling seed (default 0); --stop STR  stop a sequence at this text\n"
             "  --tokenizer gpt2|bytes|ids   (default from the model) --vocab DIR (GPT-2 files)\n"
-            "  --json               one JSON object per sequence instead of streamed text\n",
+            "  --json               one JSON object per sequence instead of streamed text\n"
+            "  --decode-weights fp32|bf16  weights read by each decode step (default fp32, exact); bf16\n"
+            "                       halves the bytes a step streams (the prompt is still processed in fp32)\n",
             args.has("help") ? stdout : stderr);
         return args.has("help") ? 0 : 2;
     }
     if (args.has("threads")) set_num_threads(int(args.get_int("threads", 1)));
     LoadedModel lm = load_model_dir(args.positional()[0]);
+    lm.model->set_decode_weights(parse_decode_weights(args.get("decode-weights", "fp32")));
     const LMModel& model = *lm.model;
     const int64_t vocab = model.config().vocab_size;
     Codec codec;

@@ -15,19 +15,21 @@
 namespace hippo {
 
 int cmd_score(int argc, char** argv) {
-    Args args(argc, argv, {"help", "step", "json"}, {"tokens", "batch", "text", "logits-out", "tokenizer", "vocab", "threads"});
+    Args args(argc, argv, {"help", "step", "json"}, {"tokens", "batch", "text", "logits-out", "tokenizer", "vocab", "threads", "decode-weights"});
     if (args.has("help") || args.positional().empty()) {
         std::fputs(
             "usage: hippo score MODEL_DIR (--tokens T.bin [--batch B] | --text FILE) [--logits-out L.bin] [--step] [--json]\n"
             "  --tokens T.bin     int32 little-endian ids of shape (batch, length)\n"
             "  --text FILE        a text file, tokenised with the model's tokenizer (batch 1)\n"
             "  --logits-out L.bin float32 little-endian logits (batch, length, padded vocabulary)\n"
-            "  --step             compute the logits token by token through the recurrent path\n",
+            "  --step             compute the logits token by token through the recurrent path\n"
+            "  --decode-weights fp32|bf16  weights of the --step path (default fp32; bf16 as hippo generate)\n",
             args.has("help") ? stdout : stderr);
         return args.has("help") ? 0 : 2;
     }
     if (args.has("threads")) set_num_threads(int(args.get_int("threads", 1)));
     LoadedModel lm = load_model_dir(args.positional()[0]);
+    lm.model->set_decode_weights(parse_decode_weights(args.get("decode-weights", "fp32")));
     const LMModel& model = *lm.model;
     const int64_t vocab = model.config().vocab_size, Vp = model.vocab_padded();
 

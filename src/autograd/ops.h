@@ -58,6 +58,18 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans
 // x: (..., in), weight: (out, in) as nn.Linear, bias: (out) or undefined -> (..., out)
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
 
+// A weight matrix (rows, cols) stored in bf16 for inference, made from an fp32 (out, in) weight by
+// rounding to nearest even. It is a copy: later changes to the fp32 tensor do not reach it.
+struct Bf16Weight {
+    std::vector<uint16_t> data;
+    int64_t rows = 0, cols = 0;
+    static Bf16Weight from(const Tensor& weight);
+    bool empty() const { return data.empty(); }
+};
+// linear() with a bf16 weight, fp32 activations and accumulation: x (..., in) -> (..., out). No
+// gradient: an input that requires grad is an error.
+Tensor linear_bf16(const Tensor& x, const Bf16Weight& weight, const Tensor& bias = Tensor());
+
 // ---- normalisation and softmax (over the last dim) ----
 // x: (..., D), weight/bias: (D) or undefined
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps = 1e-5f);

@@ -164,6 +164,41 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
 // ---------------------------------------------------------------------------------------------
 // linear
 
+Bf16Weight Bf16Weight::from(const Tensor& weight) {
+    HIPPO_CHECK(weight.defined() && weight.ndim() == 2, "Bf16Weight: weight must be (out, in), got %s",
+                weight.defined() ? weight.shape().str().c_str() : "undefined");
+    Tensor wc = data_of(weight);
+    Bf16Weight w;
+    w.rows = wc.size(0);
+    w.cols = wc.size(1);
+    w.data.resize(size_t(w.rows * w.cols));
+    bf16_from_float_n(wc.data(), w.data.data(), w.rows * w.cols);
+    return w;
+}
+
+Tensor linear_bf16(const Tensor& x, const Bf16Weight& w, const Tensor& bias) {
+    HIPPO_CHECK(x.defined() && !w.empty(), "linear_bf16: undefined input or empty weight");
+    HIPPO_CHECK(!(grad_enabled() && x.requires_grad()), "linear_bf16: no gradient through bf16 weights (inference only)");
+    const int64_t out_f = w.rows, in_f = w.cols;
+    HIPPO_CHECK(x.ndim() >= 1 && x.size(-1) == in_f, "linear_bf16: x %s has %lld input features, weight expects %lld",
+                x.shape().str().c_str(), (long long)x.size(-1), (long long)in_f);
+    if (bias.defined())
+        HIPPO_CHECK(bias.shape() == Shape{out_f}, "linear_bf16: bias %s does not match out_features %lld",
+                    bias.shape().str().c_str(), (long long)out_f);
+    const int64_t R = x.numel() / in_f;
+    std::vector<int64_t> out_dims = x.shape().vec();
+    out_dims.back() = out_f;
+    Tensor xc = data_of(x);
+    Tensor out = Tensor::empty(Shape(out_dims));
+    float* y = out.data();
+    if (bias.defined()) {
+        Tensor bc = data_of(bias);
+        for (int64_t r = 0; r < R; r++) std::copy(bc.data(), bc.data() + out_f, y + r * out_f);
+    }
+    sgemm_nt_bf16(R, out_f, in_f, 1.0f, xc.data(), in_f, w.data.data(), in_f, bias.defined() ? 1.0f : 0.0f, y, out_f);
+    return out;
+}
+
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     HIPPO_CHECK(x.defined() && weight.defined(), "linear: undefined input");
     HIPPO_CHECK(weight.ndim() == 2, "linear: weight must be (out, in), got %s", weight.shape().str().c_str());

@@ -216,7 +216,8 @@ std::vector<BenchRecord> bench_gemm(bool all_backends) {
 
     // Decoding shapes: M = 1 or 8 token rows against a weight matrix streamed from memory (copies
     // cycled so that no run finds the weights in cache). gemm.decode is hippo's few-rows path
-    // (sgemm with M <= 8); gemm.decode_blas calls the BLAS directly, which packs the weights.
+    // (sgemm with M <= 8); gemm.decode_blas calls the BLAS directly, which packs the weights;
+    // gemm.decode_bf16 is the few-rows path reading bf16 weights (half the bytes).
     const int64_t dshapes[][2] = {{2304, 768}, {3072, 768}, {768, 3072}, {50304, 768}};
     for (int64_t M : {1, 8})
         for (auto& s : dshapes) {
@@ -226,13 +227,23 @@ std::vector<BenchRecord> bench_gemm(bool all_backends) {
             Rng rng(3);
             for (auto& x : A) x = float(rng.normal());
             for (auto& x : W) x = float(rng.normal()) * 0.02f;
-            for (int blas = 0; blas < 2; blas++) {
+            // The same weights in bf16, twice as many copies so that they span the same 256 MiB.
+            const int64_t copies16 = 2 * copies;
+            std::vector<uint16_t> W16(size_t(copies16 * N * K));
+            for (int64_t c = 0; c < copies16; c++) bf16_from_float_n(W.data() + (c % copies) * N * K, W16.data() + c * N * K, N * K);
+            for (int variant = 0; variant < 3; variant++) {  // 0 hippo fp32, 1 BLAS fp32, 2 hippo bf16 weights
+                const bool blas = variant == 1, bf16 = variant == 2;
 #ifndef HIPPO_USE_OPENBLAS
                 if (blas) continue;
 #endif
                 int64_t next = 0;
                 Timing t = time_median(
                     [&] {
+                        if (bf16) {
+                            const uint16_t* w = W16.data() + (next++ % copies16) * N * K;
+                            sgemm_nt_bf16(M, N, K, 1.0f, A.data(), K, w, K, 0.0f, C.data(), N);
+                            return;
+                        }
                         const float* w = W.data() + (next++ % copies) * N * K;
 #ifdef HIPPO_USE_OPENBLAS
                         if (blas) {
@@ -245,12 +256,12 @@ std::vector<BenchRecord> bench_gemm(bool all_backends) {
                     },
                     5, 0.3, 200);
                 BenchRecord r;
-                r.name = blas ? "gemm.decode_blas" : "gemm.decode";
+                r.name = blas ? "gemm.decode_blas" : (bf16 ? "gemm.decode_bf16" : "gemm.decode");
                 r.shape = {{"M", M}, {"N", N}, {"K", K}};
                 r.ms = t.median_ms;
                 r.runs = t.runs;
                 r.derived["gflops"] = 2.0 * M * N * K / (t.median_ms * 1e-3) * 1e-9;
-                r.derived["weight_gbps"] = double(N * K * 4) / (t.median_ms * 1e-3) * 1e-9;
+                r.derived["weight_gbps"] = double(N * K * (bf16 ? 2 : 4)) / (t.median_ms * 1e-3) * 1e-9;
                 out.push_back(r);
             }
         }

@@ -49,17 +49,24 @@ std::vector<int32_t> argmax_rows(const Tensor& logits, int64_t vocab) {
 }  // namespace
 
 std::vector<BenchRecord> bench_generate(const std::vector<long long>& prompts, const std::vector<long long>& batches,
-                                        long long gen_len, const std::vector<long long>& h3_contexts) {
+                                        long long gen_len, const std::vector<long long>& h3_contexts,
+                                        const std::vector<std::string>& weights) {
     std::vector<BenchRecord> out;
+    std::vector<DecodeWeights> formats;
+    for (auto& w : weights) formats.push_back(parse_decode_weights(w));
     double bw_gbps = 0;
     for (auto& r : bench_peak_bandwidth())
         if (r.name == "peak.bandwidth") bw_gbps = r.derived["gbps"];
     Rng rng(5);
     for (bool transformer : {false, true}) {
-        LMModel model(shape_125m(transformer, false), 1);
-        model.eval();
-        // Bytes of weights read per decode step (the embedding is read once as the output head).
-        const double weight_bytes = double(model.num_parameters()) * 4.0;
+      LMModel model(shape_125m(transformer, false), 1);
+      model.eval();
+      for (DecodeWeights fmt : formats) {
+        model.set_decode_weights(fmt);
+        const double bytes_per_weight = fmt == DecodeWeights::bf16 ? 2.0 : 4.0;
+        // Bytes of weights read per decode step (the embedding is read once as the output head;
+        // LayerNorm and SSM parameters stay fp32 but are a negligible share).
+        const double weight_bytes = double(model.num_parameters()) * bytes_per_weight;
         const int64_t n_attn = transformer ? 12 : 1;
         for (long long B : batches)
             for (long long P : prompts) {
@@ -87,13 +94,17 @@ std::vector<BenchRecord> bench_generate(const std::vector<long long>& prompts, c
                 r.derived["kv_mb"] = 2.0 * double(n_attn) * double(B) * double(P + gen_len) * 768.0 * 4.0 / (1 << 20);
                 if (bw_gbps > 0) r.derived["mem_bound_ms"] = (weight_bytes + kv_bytes) / (bw_gbps * 1e9) * 1e3;
                 r.extra["gen_len"] = gen_len;
+                r.extra["weights"] = decode_weights_name(fmt);
                 out.push_back(r);
             }
+      }
     }
     // Pure H3: latency per token does not depend on the context.
     LMModel h3(shape_125m(false, true), 1);
     h3.eval();
+    for (DecodeWeights fmt : formats)
     for (long long ctx : h3_contexts) {
+        h3.set_decode_weights(fmt);
         std::vector<int32_t> ids = random_ids(ctx, rng);
         LMState st = h3.new_state(1, ctx + 64);
         Tensor logits = h3.prefill_last(ids, 1, ctx, st);
@@ -114,7 +125,10 @@ std::vector<BenchRecord> bench_generate(const std::vector<long long>& prompts, c
         r.runs = int(lat.size());
         r.derived["ms_per_token"] = r.ms;
         r.derived["tokens_per_s"] = 1e3 / r.ms;
-        if (bw_gbps > 0) r.derived["mem_bound_ms"] = double(h3.num_parameters()) * 4.0 / (bw_gbps * 1e9) * 1e3;
+        if (bw_gbps > 0)
+            r.derived["mem_bound_ms"] =
+                double(h3.num_parameters()) * (fmt == DecodeWeights::bf16 ? 2.0 : 4.0) / (bw_gbps * 1e9) * 1e3;
+        r.extra["weights"] = decode_weights_name(fmt);
         out.push_back(r);
     }
     return out;

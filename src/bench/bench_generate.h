@@ -2,6 +2,7 @@
 // the hybrid H3 (attention at layer 6) against a Transformer of the same width and depth, prompt
 // processed in parallel mode, then token-by-token decoding (recurrent SSM state, KV cache).
 #pragma once
+#include <string>
 #include <vector>
 
 #include "common/bench.h"
@@ -13,7 +14,10 @@ namespace hippo {
 // decode time), total_tokens_per_s (including the prompt), kv_mb (KV cache size at the end) and
 // mem_bound_ms (bytes a step must read — weights + KV cache — at the measured bandwidth).
 // "generate.h3" per-token latency at the given contexts (pure H3 12 layers, batch 1).
+// Every record is made once per decode weight format in `weights` ("fp32", "bf16"; the record's
+// "weights" field): bf16 halves the weight bytes, the KV cache stays fp32.
 std::vector<BenchRecord> bench_generate(const std::vector<long long>& prompts, const std::vector<long long>& batches,
-                                        long long gen_len, const std::vector<long long>& h3_contexts);
+                                        long long gen_len, const std::vector<long long>& h3_contexts,
+                                        const std::vector<std::string>& weights = {"fp32"});
 
 }  // namespace hippo

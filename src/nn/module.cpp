@@ -139,7 +139,14 @@ Linear::Linear(int64_t in_features, int64_t out_features, bool with_bias, Rng& r
     }
 }
 
-Tensor Linear::forward(const Tensor& x) const { return linear(x, weight, bias); }
+Tensor Linear::forward(const Tensor& x) const {
+    if (!weight_bf16_.empty() && !grad_enabled() && x.ndim() >= 1 && x.size(-1) == in_ &&
+        x.numel() <= kDecodeRows * in_)
+        return linear_bf16(x, weight_bf16_, bias);
+    return linear(x, weight, bias);
+}
+
+void Linear::set_decode_bf16(bool on) { weight_bf16_ = on ? Bf16Weight::from(weight) : Bf16Weight{}; }
 
 std::string Linear::extra_repr() const {
     return strf("in=%lld, out=%lld, bias=%s", (long long)in_, (long long)out_, bias.defined() ? "true" : "false");
