@@ -48,10 +48,18 @@ mkdir -p "$OUT"
 
 start=$(date +%s)
 run_one() {  # MODEL TASK
-    local dir=$OUT/$2-$1 steps=$STEPS
+    local dir=$OUT/$2-$1 steps=$STEPS cfg=$ROOT/configs/synthetic/$1.json opts
     [ "$2" = induction_head ] && steps=$IH_STEPS
-    "$HIPPO" train --model "$ROOT/configs/synthetic/$1.json" --data "$2" --out "$dir" --steps "$steps" ${LR:+--lr "$LR"} \
-        --eval-every $(( steps / 4 > 0 ? steps / 4 : 1 )) --seed "$SEED" --threads 1 > "$dir.log" 2>&1 ||
+    opts=(--steps "$steps" ${LR:+--lr "$LR"} --eval-every $(( steps / 4 > 0 ? steps / 4 : 1 )))
+    # A MODEL-TASK.json config carries its own whole recipe (steps, lr, schedule); TASK_STEPS
+    # (e.g. IH_ATTN_STEPS for a quick check) still shortens it.
+    if [ -f "$ROOT/configs/synthetic/$1-$2.json" ]; then
+        cfg=$ROOT/configs/synthetic/$1-$2.json
+        opts=()
+        [ -n "${IH_ATTN_STEPS:-}" ] && [ "$1-$2" = attention-induction_head ] &&
+            opts=(--steps "$IH_ATTN_STEPS" --eval-every $(( IH_ATTN_STEPS / 4 > 0 ? IH_ATTN_STEPS / 4 : 1 )))
+    fi
+    "$HIPPO" train --model "$cfg" --data "$2" --out "$dir" "${opts[@]}" --seed "$SEED" --threads 1 > "$dir.log" 2>&1 ||
         { echo "run $2 / $1 failed, see $dir.log" >&2; tail -3 "$dir.log" >&2; return 1; }
     "$HIPPO" eval "$dir" --split test --json --threads 1 > "$dir.eval.json"
 }

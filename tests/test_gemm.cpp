@@ -136,7 +136,8 @@ TEST(Bf16, RoundingToNearestEven) {
     }
 }
 
-// bf16-weight decode GEMM: every M (blocks of 8 above 8), partial tiles, the masked K tail.
+// bf16 decode GEMM (A rounded to bf16, exact products, fp32 sums): every M (blocks of 8 above 8),
+// partial tiles, the masked K tail of the 32-wide steps.
 TEST(Bf16, GemmMatchesRef) {
     for (int64_t M : {1, 2, 3, 4, 5, 7, 8, 9, 17})
         for (int64_t N : {1, 2, 3, 8, 9, 17, 33})

@@ -258,61 +258,42 @@ TEST(Model, HybridParameterCountMatchesReleasedFormula) {
         EXPECT_TRUE(names.count(k)) << k;
 }
 
-// bf16 decode weights: decode steps with set_decode_weights(bf16) equal, up to fp32 summation
-// order, the exact fp32 steps of a copy whose weight matrices (linear layers, embedding) were
-// rounded to bf16; they differ from the unrounded fp32 steps (so the bf16 copies are in use); a
-// forward of more than 8 rows (a prefill) stays fp32; switching back to fp32 is exact again.
-TEST(Model, Bf16DecodeWeightsEqualRoundedWeights) {
+// bf16 decode weights: decode steps with set_decode_weights(bf16) stay within bf16 rounding of the
+// exact fp32 steps but differ from them (the bf16 copies are in use); a forward of more than 8 rows
+// (a prefill) stays fp32; switching back to fp32 gives the fp32 steps again. (The arithmetic
+// itself is compared with a reference in Bf16.GemmMatchesRef.)
+TEST(Model, Bf16DecodeWeightsStayNearFp32) {
     const int64_t B = 3, L = 10, V = 20;
     for (json extra : {json{{"mixer", "h3"}, {"attn_layer_idx", {1}}}, json{{"mixer", "attention"}}, json{{"mixer", "gss"}}}) {
-        extra["d_model"] = 40;  // K = 40 and 160: full 16-wide blocks plus a masked tail in the kernel
-        LMModel m(tiny(extra["mixer"], extra), 7), rounded(tiny(extra["mixer"], extra), 7);
+        extra["d_model"] = 40;  // K = 40 and 160: full 32-wide blocks plus a masked tail in the kernel
+        LMModel m(tiny(extra["mixer"], extra), 7), ref(tiny(extra["mixer"], extra), 7);
         m.eval();
-        rounded.eval();
-        int64_t n_rounded = 0;
-        {
-            // The embedding is also the input lookup, which stays fp32: make it bf16-exact in both
-            // models so that only the decode weights differ.
-            NoGradGuard ng;
-            for (LMModel* mm : {&m, &rounded}) {
-                float* p = mm->word_embeddings.data();
-                for (int64_t i = 0; i < mm->word_embeddings.numel(); i++) p[i] = bf16_to_float(bf16_from_float(p[i]));
-            }
-            for (auto& [name, t] : rounded.named_parameters()) {
-                const bool linear_or_embedding = name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0 &&
-                                                 name.find("norm") == std::string::npos;
-                if (t.ndim() != 2 || !linear_or_embedding || name.find("position_embeddings") != std::string::npos) continue;
-                float* p = t.data();
-                for (int64_t i = 0; i < t.numel(); i++) p[i] = bf16_to_float(bf16_from_float(p[i]));
-                n_rounded++;
-            }
-        }
-        ASSERT_GT(n_rounded, 3);
+        ref.eval();
         auto ids = random_ids(B * L, V, 11);
         const std::vector<float> parallel32 = m.forward(ids, B, L).to_vector();
         m.set_decode_weights(DecodeWeights::bf16);
         ASSERT_EQ(m.decode_weights(), DecodeWeights::bf16);
         EXPECT_EQ(m.forward(ids, B, L).to_vector(), parallel32) << extra.dump() << ": a 30-row forward must stay fp32";
 
-        LMState a = m.new_state(B, L), r = rounded.new_state(B, L), f = m.new_state(B, L);
-        double worst = 0, worst_vs_fp32 = 0, scale = 0;
+        LMState a = m.new_state(B, L), r = ref.new_state(B, L);
+        double worst = 0, scale = 0;
         for (int64_t i = 0; i < L; i++) {
             std::vector<int32_t> tok;
             for (int64_t b = 0; b < B; b++) tok.push_back(ids[size_t(b * L + i)]);
             std::vector<float> y16 = m.step(tok, a).to_vector();
-            std::vector<float> yr = rounded.step(tok, r).to_vector();
-            m.set_decode_weights(DecodeWeights::fp32);
-            std::vector<float> y32 = m.step(tok, f).to_vector();
-            m.set_decode_weights(DecodeWeights::bf16);
+            std::vector<float> y32 = ref.step(tok, r).to_vector();
             for (size_t k = 0; k < y16.size(); k++) {
-                worst = std::max(worst, std::fabs(double(y16[k]) - double(yr[k])));
-                worst_vs_fp32 = std::max(worst_vs_fp32, std::fabs(double(y16[k]) - double(y32[k])));
+                worst = std::max(worst, std::fabs(double(y16[k]) - double(y32[k])));
                 scale = std::max(scale, std::fabs(double(y32[k])));
             }
         }
-        EXPECT_LT(worst, 1e-5 * (1 + scale)) << extra.dump();
-        EXPECT_GT(worst_vs_fp32, 1e-6) << extra.dump() << ": the bf16 weights were not used";
-        EXPECT_LT(worst_vs_fp32, 0.05 * (1 + scale)) << extra.dump();
+        EXPECT_GT(worst, 1e-6) << extra.dump() << ": the bf16 weights were not used";
+        EXPECT_LT(worst, 0.03 * (1 + scale)) << extra.dump();
+
+        m.set_decode_weights(DecodeWeights::fp32);
+        LMState a2 = m.new_state(B, L), r2 = ref.new_state(B, L);
+        std::vector<int32_t> tok(ids.begin(), ids.begin() + B);
+        EXPECT_EQ(m.step(tok, a2).to_vector(), ref.step(tok, r2).to_vector()) << extra.dump();
     }
 }
 

@@ -116,18 +116,6 @@ void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const
 // not the load ports or one accumulator's latency, set the pace once the B rows come from cache
 // (batch 8 decoding), and memory does otherwise (batch 1). Threads split the rows of B.
 #ifdef __AVX512F__
-// 16 consecutive B values of row-major weights as fp32 lanes: fp32 loads directly, bf16 widens
-// (zero-extend to 32 bits, shift into the upper half). masked: only the lanes of m.
-static inline __m512 load_b16(const float* p) { return _mm512_loadu_ps(p); }
-static inline __m512 load_b16(const uint16_t* p) {
-    return _mm512_castsi512_ps(
-        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
-}
-static inline __m512 load_b16_masked(__mmask16 m, const float* p) { return _mm512_maskz_loadu_ps(m, p); }
-static inline __m512 load_b16_masked(__mmask16 m, const uint16_t* p) {
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
-}
-
 // Sum of the 16 lanes. (GCC 12's _mm512_reduce_add_ps trips -Wuninitialized in its own header.)
 static inline float hsum16(__m512 v) {
     __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
@@ -137,25 +125,21 @@ static inline float hsum16(__m512 v) {
     return _mm_cvtss_f32(s4);
 }
 
-template <int MR, int NR, class BT, int PF = (MR <= 2 ? 1 : 2)>
-static inline void few_rows_tile(int64_t K, const float* A, int64_t lda, const BT* B, int64_t ldb,
+template <int MR, int NR, int PF = (MR <= 2 ? 1 : 2)>
+static inline void few_rows_tile(int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
                                  float out[MR][NR]) {
-    // A 64-byte line holds 16 fp32 or 32 bf16 values: prefetch once per line.
-    constexpr int64_t kLine = 64 / sizeof(BT);
     __m512 acc[MR][NR];
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < NR; j++) acc[i][j] = _mm512_setzero_ps();
     int64_t k = 0;
     for (; k + 16 <= K; k += 16) {
         __m512 b[NR];
-        for (int j = 0; j < NR; j++) b[j] = load_b16(B + j * ldb + k);
-        if (k % kLine == 0) {
-            // The next tile's rows stream in from memory while this one computes.
-            for (int j = 0; j < NR; j++) _mm_prefetch(reinterpret_cast<const char*>(B + (PF * NR + j) * ldb + k), _MM_HINT_T0);
-            // ... and 16 rows further into L2, so that enough misses are in flight to stream at full
-            // bandwidth while the FMAs run (M = 8: 78 -> 115 GFLOP/s on the 125M shapes).
-            for (int j = 0; j < NR; j++) _mm_prefetch(reinterpret_cast<const char*>(B + (16 + j) * ldb + k), _MM_HINT_T1);
-        }
+        for (int j = 0; j < NR; j++) b[j] = _mm512_loadu_ps(B + j * ldb + k);
+        // The next tile's rows stream in from memory while this one computes.
+        for (int j = 0; j < NR; j++) _mm_prefetch(reinterpret_cast<const char*>(B + (PF * NR + j) * ldb + k), _MM_HINT_T0);
+        // ... and 16 rows further into L2, so that enough misses are in flight to stream at full
+        // bandwidth while the FMAs run (M = 8: 78 -> 115 GFLOP/s on the 125M shapes).
+        for (int j = 0; j < NR; j++) _mm_prefetch(reinterpret_cast<const char*>(B + (16 + j) * ldb + k), _MM_HINT_T1);
         for (int i = 0; i < MR; i++) {
             __m512 a = _mm512_loadu_ps(A + i * lda + k);
             // One load per A vector: without this GCC folds the load into each of the NR FMAs.
@@ -166,7 +150,7 @@ static inline void few_rows_tile(int64_t K, const float* A, int64_t lda, const B
     if (k < K) {
         const __mmask16 m = __mmask16((1u << (K - k)) - 1);
         __m512 b[NR];
-        for (int j = 0; j < NR; j++) b[j] = load_b16_masked(m, B + j * ldb + k);
+        for (int j = 0; j < NR; j++) b[j] = _mm512_maskz_loadu_ps(m, B + j * ldb + k);
         for (int i = 0; i < MR; i++) {
             const __m512 a = _mm512_maskz_loadu_ps(m, A + i * lda + k);
             for (int j = 0; j < NR; j++) acc[i][j] = _mm512_fmadd_ps(a, b[j], acc[i][j]);
@@ -176,8 +160,44 @@ static inline void few_rows_tile(int64_t K, const float* A, int64_t lda, const B
         for (int j = 0; j < NR; j++) out[i][j] = hsum16(acc[i][j]);
 }
 
-template <int MR, class BT>
-static void sgemm_few_rows_nt_avx512(int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const BT* B,
+#ifdef __AVX512BF16__
+// The same tile on bf16 rows of A and B: vdpbf16ps multiplies 32 bf16 pairs exactly and adds each
+// adjacent pair of products into one of 16 fp32 lanes, so one instruction does the work of two
+// FMAs and needs neither a widening of B nor a second B load; a 64-byte line is one k-step.
+template <int MR, int NR, int PF = (MR <= 2 ? 1 : 2)>
+static inline void few_rows_tile(int64_t K, const uint16_t* A, int64_t lda, const uint16_t* B, int64_t ldb,
+                                 float out[MR][NR]) {
+    __m512 acc[MR][NR];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) acc[i][j] = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 32 <= K; k += 32) {
+        __m512bh b[NR];
+        for (int j = 0; j < NR; j++) b[j] = (__m512bh)_mm512_loadu_si512(B + j * ldb + k);
+        for (int j = 0; j < NR; j++) _mm_prefetch(reinterpret_cast<const char*>(B + (PF * NR + j) * ldb + k), _MM_HINT_T0);
+        for (int j = 0; j < NR; j++) _mm_prefetch(reinterpret_cast<const char*>(B + (16 + j) * ldb + k), _MM_HINT_T1);
+        for (int i = 0; i < MR; i++) {
+            __m512i a = _mm512_loadu_si512(A + i * lda + k);
+            if constexpr (NR > 1) asm("" : "+v"(a));
+            for (int j = 0; j < NR; j++) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], (__m512bh)a, b[j]);
+        }
+    }
+    if (k < K) {  // zeros past K add nothing (0 * x = 0 for the finite x here)
+        const __mmask32 m = __mmask32((uint64_t(1) << (K - k)) - 1);
+        __m512bh b[NR];
+        for (int j = 0; j < NR; j++) b[j] = (__m512bh)_mm512_maskz_loadu_epi16(m, B + j * ldb + k);
+        for (int i = 0; i < MR; i++) {
+            const __m512bh a = (__m512bh)_mm512_maskz_loadu_epi16(m, A + i * lda + k);
+            for (int j = 0; j < NR; j++) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], a, b[j]);
+        }
+    }
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) out[i][j] = hsum16(acc[i][j]);
+}
+#endif
+
+template <int MR, class T>
+static void sgemm_few_rows_nt_avx512(int64_t N, int64_t K, float alpha, const T* A, int64_t lda, const T* B,
                                      int64_t ldb, float beta, float* C, int64_t ldc) {
     constexpr int NR = MR <= 2 ? 8 : (MR <= 4 ? 4 : 2);
     const int64_t tiles = (N + NR - 1) / NR;
@@ -190,21 +210,21 @@ static void sgemm_few_rows_nt_avx512(int64_t N, int64_t K, float alpha, const fl
         const int64_t n0 = t * NR;
         if (n0 + NR <= N) {
             float out[MR][NR];
-            few_rows_tile<MR, NR, BT>(K, A, lda, B + n0 * ldb, ldb, out);
+            few_rows_tile<MR, NR>(K, A, lda, B + n0 * ldb, ldb, out);
             for (int i = 0; i < MR; i++)
                 for (int j = 0; j < NR; j++) store(n0 + j, i, out[i][j]);
         } else {
             for (int64_t n = n0; n < N; n++) {  // the last, partial tile: one row of B at a time
                 float out[MR][1];
-                few_rows_tile<MR, 1, BT>(K, A, lda, B + n * ldb, ldb, out);
+                few_rows_tile<MR, 1>(K, A, lda, B + n * ldb, ldb, out);
                 for (int i = 0; i < MR; i++) store(n, i, out[i][0]);
             }
         }
     }
 }
 
-template <class BT>
-static bool few_rows_nt_avx512(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const BT* B,
+template <class T>
+static bool few_rows_nt_avx512(int64_t M, int64_t N, int64_t K, float alpha, const T* A, int64_t lda, const T* B,
                                int64_t ldb, float beta, float* C, int64_t ldc) {
     switch (M) {
         case 1: sgemm_few_rows_nt_avx512<1>(N, K, alpha, A, lda, B, ldb, beta, C, ldc); return true;
@@ -264,7 +284,8 @@ void sgemm_nt_bf16_ref(int64_t M, int64_t N, int64_t K, float alpha, const float
     for (int64_t i = 0; i < M; i++)
         for (int64_t j = 0; j < N; j++) {
             double acc = 0;
-            for (int64_t k = 0; k < K; k++) acc += double(A[i * lda + k]) * double(bf16_to_float(B[j * ldb + k]));
+            for (int64_t k = 0; k < K; k++)
+                acc += double(bf16_to_float(bf16_from_float(A[i * lda + k]))) * double(bf16_to_float(B[j * ldb + k]));
             float c = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
             C[i * ldc + j] = c + float(alpha * acc);
         }
@@ -278,20 +299,23 @@ void sgemm_nt_bf16(int64_t M, int64_t N, int64_t K, float alpha, const float* A,
             for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
         return;
     }
+    // Up to 8 rows of A rounded to bf16 (kept between calls: decoding makes thousands of them).
+    thread_local std::vector<uint16_t> a16;
     for (int64_t m0 = 0; m0 < M; m0 += 8) {
         const int64_t mb = std::min<int64_t>(8, M - m0);
-        const float* Am = A + m0 * lda;
+        if (a16.size() < size_t(mb * K)) a16.resize(size_t(mb * K));
+        for (int64_t i = 0; i < mb; i++) bf16_from_float_n(A + (m0 + i) * lda, a16.data() + i * K, K);
         float* Cm = C + m0 * ldc;
-#ifdef __AVX512F__
-        if (few_rows_nt_avx512<uint16_t>(mb, N, K, alpha, Am, lda, B, ldb, beta, Cm, ldc)) continue;
+#if defined(__AVX512F__) && defined(__AVX512BF16__)
+        if (few_rows_nt_avx512<uint16_t>(mb, N, K, alpha, a16.data(), K, B, ldb, beta, Cm, ldc)) continue;
 #endif
 #pragma omp parallel for schedule(static) if (N * K >= (1 << 16))
         for (int64_t n = 0; n < N; n++) {
             const uint16_t* b = B + n * ldb;
             for (int64_t m = 0; m < mb; m++) {
-                const float* a = Am + m * lda;
+                const uint16_t* a = a16.data() + m * K;
                 float acc = 0;
-                for (int64_t k = 0; k < K; k++) acc += a[k] * bf16_to_float(b[k]);
+                for (int64_t k = 0; k < K; k++) acc += bf16_to_float(a[k]) * bf16_to_float(b[k]);
                 float& c = Cm[m * ldc + n];
                 c = alpha * acc + (beta == 0.0f ? 0.0f : beta * c);
             }

@@ -35,10 +35,11 @@ uint16_t bf16_from_float(float x);
 float bf16_to_float(uint16_t h);
 void bf16_from_float_n(const float* x, uint16_t* y, int64_t n);
 
-// C (M, N) = alpha * A (M, K) * B (N, K)^T + beta * C with B stored in bf16 (row stride ldb): a
-// linear layer with bf16 weights and fp32 activations, accumulated in fp32. Built for the few rows
-// of token-by-token decoding, where reading the weights is the cost and bf16 halves it; larger M
-// runs in blocks of 8 rows, each streaming all of B again.
+// C (M, N) = alpha * A (M, K) * B (N, K)^T + beta * C in bf16 arithmetic: B is stored in bf16 (row
+// stride ldb), A is rounded to bf16 on the way in, products are exact and sums fp32 (AVX512-BF16
+// vdpbf16ps where the CPU has it). A linear layer during decoding, where reading the weights is the
+// cost and bf16 halves it (the usual bf16 inference arithmetic, as llama.cpp's). Built for the few
+// rows of token-by-token decoding; larger M runs in blocks of 8 rows, each streaming all of B again.
 void sgemm_nt_bf16(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const uint16_t* B,
                    int64_t ldb, float beta, float* C, int64_t ldc);
 void sgemm_nt_bf16_ref(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const uint16_t* B,
