@@ -57,6 +57,9 @@ TEST(ModelConfig, ClearErrors) {
     j["d_modle"] = 3;
     EXPECT_NE(error_of(j).find("unknown key 'd_modle'"), std::string::npos) << error_of(j);
     j = base;
+    j["ssm_cfg"] = {{"postact", "relu"}};
+    EXPECT_NE(error_of(j).find("ssm_cfg.postact must be glu or none, got 'relu'"), std::string::npos) << error_of(j);
+    j = base;
     j["ssm_cfg"] = {{"d_stat", 4}};
     EXPECT_NE(error_of(j).find("unknown key 'd_stat'"), std::string::npos) << error_of(j);
     j = base;
@@ -172,6 +175,7 @@ TEST(Model, StepMatchesParallel) {
     std::vector<json> cfgs;
     for (auto& k : kinds) cfgs.push_back(json{{"mixer", k}});
     cfgs.push_back(json{{"mixer", "h3"}, {"attn_layer_idx", {1}}});
+    cfgs.push_back(json{{"mixer", "s4d"}, {"ssm_cfg", {{"d_state", 8}, {"postact", "none"}, {"init", "inv"}}}});
     for (json extra : cfgs) {
         extra["max_position_embeddings"] = 64;
         LMModel m(tiny(extra["mixer"], extra), 3);

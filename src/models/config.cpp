@@ -162,7 +162,10 @@ ModelConfig parse_model_config(const json& top, const std::string& where_in) {
         c.ssm.disc = s.string("disc", "");
         c.ssm.dt_min = s.number("dt_min", 1e-3);
         c.ssm.dt_max = s.number("dt_max", 1e-1);
+        c.ssm.postact = s.string("postact", "glu");
         s.finish();
+        HIPPO_CHECK(c.ssm.postact == "glu" || c.ssm.postact == "none", "%s: ssm_cfg.postact must be glu or none, got '%s'",
+                    where.c_str(), c.ssm.postact.c_str());
         HIPPO_CHECK(c.ssm.disc.empty() || c.ssm.disc == "bilinear" || c.ssm.disc == "zoh",
                     "%s: ssm_cfg.disc must be bilinear or zoh, got '%s'", where.c_str(), c.ssm.disc.c_str());
     }
@@ -205,7 +208,8 @@ json ModelConfig::to_json() const {
     j["layer_norm_epsilon"] = layer_norm_epsilon;
     j["mlp"] = mlp;
     j["ssm_cfg"] = {{"d_state", ssm.d_state}, {"head_dim", ssm.head_dim}, {"init", ssm.init},
-                    {"disc", ssm.disc},       {"dt_min", ssm.dt_min},     {"dt_max", ssm.dt_max}};
+                    {"disc", ssm.disc},       {"dt_min", ssm.dt_min},     {"dt_max", ssm.dt_max},
+                    {"postact", ssm.postact}};
     j["attn_cfg"] = {{"num_heads", attn.num_heads}, {"rotary_emb_dim", attn.rotary_emb_dim}, {"dropout", attn.dropout}};
     j["gss_cfg"] = {{"d_state", gss.d_state}, {"expand", gss.expand}, {"bottleneck", gss.bottleneck}};
     return j;

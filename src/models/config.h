@@ -37,6 +37,7 @@ struct SsmCfg {
     std::string init = "lin";
     std::string disc;  // empty: the layer's default (H3 bilinear, S4D zoh)
     double dt_min = 1e-3, dt_max = 1e-1;
+    std::string postact = "glu";  // S4D only: "glu" (the S4D paper's block) or "none" (safari's synthetics)
 };
 
 struct AttnCfg {

@@ -71,6 +71,7 @@ std::unique_ptr<SequenceMixer> make_s4d(const ModelConfig& c, Rng& rng) {
     s.init = c.ssm.init;
     s.dt_min = float(c.ssm.dt_min);
     s.dt_max = float(c.ssm.dt_max);
+    s.glu = c.ssm.postact == "glu";
     return std::make_unique<LayerMixer<S4D, S4DState>>(std::make_shared<S4D>(s, rng), "S4D");
 }
 

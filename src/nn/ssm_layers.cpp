@@ -266,16 +266,18 @@ S4D::S4D(const S4DConfig& cfg, Rng& rng) : cfg_(cfg) {
     D = Tensor::empty({d});
     init::normal_(D, 0.0f, 1.0f, rng);
     register_parameter("D", D);
-    output_linear = register_module("output_linear", std::make_shared<Linear>(d, 2 * d, true, rng));
+    output_linear = register_module("output_linear", std::make_shared<Linear>(d, cfg.glu ? 2 * d : d, true, rng));
 }
 
 std::string S4D::extra_repr() const {
-    return strf("d_model=%lld, d_state=%lld, %s, init=%s", (long long)cfg_.d_model, (long long)cfg_.d_state,
-                cfg_.disc == Discretization::bilinear ? "bilinear" : "zoh", cfg_.init.c_str());
+    return strf("d_model=%lld, d_state=%lld, %s, init=%s, %s", (long long)cfg_.d_model, (long long)cfg_.d_state,
+                cfg_.disc == Discretization::bilinear ? "bilinear" : "zoh", cfg_.init.c_str(),
+                cfg_.glu ? "glu" : "linear");
 }
 
 Tensor S4D::head(const Tensor& z) const {
     Tensor y = output_linear->forward(gelu(z));
+    if (!cfg_.glu) return y;
     std::vector<Tensor> ab = split(y, {cfg_.d_model, cfg_.d_model}, -1);
     return mul(ab[0], sigmoid(ab[1]));
 }

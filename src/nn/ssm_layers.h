@@ -73,6 +73,7 @@ struct S4DConfig {
     std::string init = "lin";
     float dt_min = 1e-3f, dt_max = 1e-1f;
     int64_t chunk = 8192;
+    bool glu = true;  // output head GLU(Linear(D, 2D)(.)); false: Linear(D, D)(.) as safari's synthetic S4D
 };
 
 struct S4DState {
@@ -81,7 +82,10 @@ struct S4DState {
     std::vector<std::complex<float>> dA, dB, C;
 };
 
-// Standalone S4D layer as in the S4D paper's minimal block: y = GLU(Linear(D, 2D)(GELU(SSM(u) + D u))).
+// Standalone S4D layer as in the S4D paper's minimal block: y = GLU(Linear(D, 2D)(GELU(SSM(u) + D u))),
+// or with glu = false y = Linear(D, D)(GELU(SSM(u) + D u)) (safari's S4D, postact None). The GLU
+// makes the layer multiplicative, which is enough for it to learn induction head (98% in hippo),
+// unlike the paper's S4D baseline (35.6%).
 class S4D : public Module {
 public:
     S4D(const S4DConfig& cfg, Rng& rng);
@@ -97,7 +101,7 @@ public:
     Tensor log_dt, inv_A_real, A_imag, ssm_B, ssm_C, D;
 
 private:
-    Tensor head(const Tensor& z) const;  // GELU, Linear, GLU
+    Tensor head(const Tensor& z) const;  // GELU, Linear, GLU (when glu)
     S4DConfig cfg_;
 };
 
