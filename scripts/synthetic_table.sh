@@ -10,14 +10,14 @@
 # Attention on induction head uses configs/synthetic/attention-induction_head.json: safari's own
 # recipe (62,500 steps at lr 5e-4, cosine, dropout 0.1, no clipping), the only recipe found with which
 # the 2-layer attention model forms an induction head (seed 0: 15% at step 32,500, 99.8% at 35,000;
-# seed 1: 97.4% at the end); with the short CPU recipes below it stayed at chance. IH_ATTN_STEPS
+# seed 1: 97.4% at the end); with the short CPU recipes below it stayed at chance. RECIPE_STEPS
 # shortens that run for a pipeline check.
 #
 # Runtime (measured on the 2-core dev machine, 1 thread per run, 2 runs at a time): H3 trains at about
 # 58 steps/s, S4D 65, GSS 170, attention 190 (22-31 tokens x batch 32) when it has a core to itself,
 # 3-4x slower on a busy machine. The whole table took 610 s (10 min) with JOBS=2 on a quiet machine,
 # the 62,500-step attention run (about 6 min) overlapping the others. STEPS=20 IH_STEPS=20
-# IH_ATTN_STEPS=20 checks the pipeline in ~15 s.
+# RECIPE_STEPS=20 checks the pipeline in ~15 s.
 #
 # Observed at the defaults (seed 0, 610 s):       attention   H3   S4D   GSS
 #   induction head  (paper 100 / 100 / 35.6 / 6.8)    100.0  100.0   5.4   6.8
@@ -60,13 +60,13 @@ run_one() {  # MODEL TASK
     local dir=$OUT/$2-$1 steps=$STEPS cfg=$ROOT/configs/synthetic/$1.json opts
     [ "$2" = induction_head ] && steps=$IH_STEPS
     opts=(--steps "$steps" ${LR:+--lr "$LR"} --eval-every $(( steps / 4 > 0 ? steps / 4 : 1 )))
-    # A MODEL-TASK.json config carries its own whole recipe (steps, lr, schedule); TASK_STEPS
-    # (e.g. IH_ATTN_STEPS for a quick check) still shortens it.
+    # A MODEL-TASK.json config carries its own whole recipe (steps, lr, schedule); RECIPE_STEPS
+    # (for a quick check of the pipeline) still shortens it.
     if [ -f "$ROOT/configs/synthetic/$1-$2.json" ]; then
         cfg=$ROOT/configs/synthetic/$1-$2.json
         opts=()
-        [ -n "${IH_ATTN_STEPS:-}" ] && [ "$1-$2" = attention-induction_head ] &&
-            opts=(--steps "$IH_ATTN_STEPS" --eval-every $(( IH_ATTN_STEPS / 4 > 0 ? IH_ATTN_STEPS / 4 : 1 )))
+        [ -n "${RECIPE_STEPS:-}" ] &&
+            opts=(--steps "$RECIPE_STEPS" --eval-every $(( RECIPE_STEPS / 4 > 0 ? RECIPE_STEPS / 4 : 1 )))
     fi
     "$HIPPO" train --model "$cfg" --data "$2" --out "$dir" "${opts[@]}" --seed "$SEED" --threads 1 > "$dir.log" 2>&1 ||
         { echo "run $2 / $1 failed, see $dir.log" >&2; tail -3 "$dir.log" >&2; return 1; }
