@@ -7,20 +7,23 @@
 #                                               induction head), LR (default: each config's "train.lr":
 #                                               H3 2e-3, S4D / GSS / attention 5e-3), JOBS (2), SEED (0), HIPPO
 #
-# Attention on induction head uses configs/synthetic/attention-induction_head.json: safari's own
-# recipe (62,500 steps at lr 5e-4, cosine, dropout 0.1, no clipping), the only recipe found with which
-# the 2-layer attention model forms an induction head (seed 0: 15% at step 32,500, 99.8% at 35,000;
-# seed 1: 97.4% at the end); with the short CPU recipes below it stayed at chance. RECIPE_STEPS
-# shortens that run for a pipeline check.
+# Two cells train with safari's own recipe (62,500 steps at lr 5e-4, cosine to 0.1 lr after 10%
+# warmup, no clipping), from configs/synthetic/MODEL-TASK.json:
+#   attention-induction_head.json: the only recipe found with which the 2-layer attention model forms an
+#     induction head (seed 0: 15% at step 32,500, 99.8% at 35,000; seed 1: 97.4% at the end); with
+#     the short CPU recipes below it stayed at chance;
+#   s4d-induction_head.json: with the CPU recipe this S4D learns the task outright (100% at 24,000
+#     steps, lr 5e-3), unlike the paper's S4D; with safari's recipe it climbs slowly to 24.6%.
+# RECIPE_STEPS shortens those two runs.
 #
 # Runtime (measured on the 2-core dev machine, 1 thread per run, 2 runs at a time): H3 trains at about
 # 58 steps/s, S4D 65, GSS 170, attention 190 (22-31 tokens x batch 32) when it has a core to itself,
-# 3-4x slower on a busy machine. The whole table took 610 s (10 min) with JOBS=2 on a quiet machine,
-# the 62,500-step attention run (about 6 min) overlapping the others. STEPS=20 IH_STEPS=20
-# RECIPE_STEPS=20 checks the pipeline in ~15 s.
+# 3-4x slower on a busy machine. The whole table took 1175 s (20 min) with JOBS=2, the 16-minute S4D
+# induction-head run being the longest (and a build shared the machine for part of it).
+# STEPS=20 IH_STEPS=20 RECIPE_STEPS=20 checks the pipeline in ~15 s.
 #
-# Observed at the defaults (seed 0, 610 s):       attention   H3   S4D   GSS
-#   induction head  (paper 100 / 100 / 35.6 / 6.8)    100.0  100.0   5.4   6.8
+# Observed at the defaults (seed 0, 1175 s):      attention   H3   S4D   GSS
+#   induction head  (paper 100 / 100 / 35.6 / 6.8)    100.0  100.0  24.6   6.8
 #   assoc. recall   (paper 100 / 99.8 / 86.0 / 78.0)   99.6   99.6  89.8  71.2
 # Earlier variants (seed 0, single runs):
 #   associative recall, 8000 steps: lr 2e-3: H3 99.8, S4D 84.0, GSS 52.2, attention 47.0 (with dropout)
@@ -29,12 +32,14 @@
 #   induction head: near chance after 8000 steps for every model (H3 27.0 at lr 5e-3, 9.8 at 2e-3);
 #   H3 with a 24000-step schedule at lr 2e-3 jumps to 100.0 at step 6000 (a sharp phase change);
 #   attention with the CPU recipes (lr 3e-4 .. 2e-3, 20-30k steps, with or without dropout and
-#   weight decay, rotary instead of learned positions): 4-9%; S4D with safari's recipe: 7.8%.
+#   weight decay, rotary instead of learned positions): 4-9%;
+#   S4D with the S4D paper's GLU head (S4D-Lin): 5.4% (CPU recipe), 7.8% (safari's recipe); with
+#   S4D-Inv and the GLU head: 98% (CPU recipe).
 #
 # Recipe differences from the paper (CPU budget): the paper trains 400 / 200 epochs of 5000
 # sequences (62,500 / 31,250 steps) at lr 5e-4; here STEPS steps at LR with 10% warmup and linear
 # decay (the configs' "train" defaults), AdamW wd 0.1, SSM parameters at min(1e-3, lr) without weight
-# decay; attention on induction head is the exception above. The attention baseline has learned
+# decay; the two induction-head cells above are the exception. The attention baseline has learned
 # positions and 1 head (h3.md 4.3).
 set -euo pipefail
 
