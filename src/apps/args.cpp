@@ -64,12 +64,17 @@ double Args::get_double(const std::string& name, double def) const {
 std::vector<long long> Args::get_int_list(const std::string& name, const std::vector<long long>& def) const {
     if (!has(name)) return def;
     std::vector<long long> out;
-    std::string s = get(name);
-    size_t start = 0;
-    while (start <= s.size()) {
+    for (const std::string& item : get_list(name, "")) out.push_back(parse_int(name, item));
+    return out;
+}
+
+std::vector<std::string> Args::get_list(const std::string& name, const std::string& def) const {
+    const std::string s = has(name) ? get(name) : def;
+    std::vector<std::string> out;
+    for (size_t start = 0; start <= s.size();) {
         size_t comma = s.find(',', start);
         if (comma == std::string::npos) comma = s.size();
-        out.push_back(parse_int(name, s.substr(start, comma - start)));
+        out.push_back(s.substr(start, comma - start));
         start = comma + 1;
     }
     return out;

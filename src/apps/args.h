@@ -17,6 +17,8 @@ public:
     long long get_int(const std::string& name, long long def) const;
     double get_double(const std::string& name, double def) const;
     std::vector<long long> get_int_list(const std::string& name, const std::vector<long long>& def) const;
+    // "a,b,c" -> {"a", "b", "c"}; `def` split the same way when the option is absent.
+    std::vector<std::string> get_list(const std::string& name, const std::string& def) const;
     const std::vector<std::string>& positional() const { return positional_; }
 
 private:

@@ -33,18 +33,6 @@ std::vector<int> fft_sizes(const Args& args) {
     return out;
 }
 
-// "a,b,c" -> {"a", "b", "c"}
-std::vector<std::string> split_commas(const std::string& list) {
-    std::vector<std::string> out;
-    for (size_t a = 0; a <= list.size();) {
-        size_t b = list.find(',', a);
-        if (b == std::string::npos) b = list.size();
-        out.push_back(list.substr(a, b - a));
-        a = b + 1;
-    }
-    return out;
-}
-
 void append(std::vector<BenchRecord>& dst, const std::vector<BenchRecord>& src) {
     dst.insert(dst.end(), src.begin(), src.end());
 }
@@ -109,9 +97,9 @@ int cmd_bench(int argc, char** argv) {
     } else if (name == "generate") {
         append(recs, bench_generate(args.get_int_list("prompts", {128, 512, 1536, 4096}), args.get_int_list("batches", {1, 8}),
                                     args.get_int("gen", 128), args.get_int_list("contexts", {128, 8192}),
-                                    split_commas(args.get("decode-weights", "fp32,bf16"))));
+                                    args.get_list("decode-weights", "fp32,bf16")));
     } else if (name == "train") {
-        append(recs, bench_train(split_commas(args.get("models", "h3,hybrid,transformer")), args.get_int("L", 2048), args.get_int("d-model", 768),
+        append(recs, bench_train(args.get_list("models", "h3,hybrid,transformer"), args.get_int("L", 2048), args.get_int("d-model", 768),
                                  args.get_int("layers", 12), args.get_int("vocab", 50257)));
     } else if (name == "allreduce") {
         append(recs, bench_allreduce(args.has("quick")));

@@ -164,6 +164,12 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
 // ---------------------------------------------------------------------------------------------
 // linear
 
+// y (R, n) = row (n) in every row: the bias that the GEMM then accumulates onto (beta = 1).
+static void broadcast_rows(float* y, const float* row, int64_t R, int64_t n) {
+#pragma omp parallel for schedule(static) if (R * n > 65536)
+    for (int64_t r = 0; r < R; r++) std::copy(row, row + n, y + r * n);
+}
+
 Bf16Weight Bf16Weight::from(const Tensor& weight) {
     HIPPO_CHECK(weight.defined() && weight.ndim() == 2, "Bf16Weight: weight must be (out, in), got %s",
                 weight.defined() ? weight.shape().str().c_str() : "undefined");
@@ -191,10 +197,7 @@ Tensor linear_bf16(const Tensor& x, const Bf16Weight& w, const Tensor& bias) {
     Tensor xc = data_of(x);
     Tensor out = Tensor::empty(Shape(out_dims));
     float* y = out.data();
-    if (bias.defined()) {
-        Tensor bc = data_of(bias);
-        for (int64_t r = 0; r < R; r++) std::copy(bc.data(), bc.data() + out_f, y + r * out_f);
-    }
+    if (bias.defined()) broadcast_rows(y, data_of(bias).data(), R, out_f);
     sgemm_nt_bf16(R, out_f, in_f, 1.0f, xc.data(), in_f, w.data.data(), in_f, bias.defined() ? 1.0f : 0.0f, y, out_f);
     return out;
 }
@@ -216,11 +219,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     Tensor xc = data_of(x), wc = data_of(weight), bc = bias.defined() ? data_of(bias) : Tensor();
     Tensor out = Tensor::empty(Shape(out_dims));
     float* y = out.data();
-    if (bc.defined()) {
-        const float* bp = bc.data();
-#pragma omp parallel for schedule(static) if (R * out_f > 65536)
-        for (int64_t r = 0; r < R; r++) std::copy(bp, bp + out_f, y + r * out_f);
-    }
+    if (bc.defined()) broadcast_rows(y, bc.data(), R, out_f);
     sgemm(false, true, R, out_f, in_f, 1.0f, xc.data(), in_f, wc.data(), in_f, bc.defined() ? 1.0f : 0.0f, y, out_f);
 
     const bool need_x = x.requires_grad(), need_w = weight.requires_grad(),

@@ -46,6 +46,13 @@ std::vector<int32_t> argmax_rows(const Tensor& logits, int64_t vocab) {
     return out;
 }
 
+// Bytes of weights a decode step reads: every parameter once (the embedding once, as the output
+// head), 2 bytes each with bf16 decode weights (LayerNorm and SSM parameters stay fp32 but are a
+// negligible share).
+double decode_weight_bytes(const LMModel& m, DecodeWeights fmt) {
+    return double(m.num_parameters()) * (fmt == DecodeWeights::bf16 ? 2.0 : 4.0);
+}
+
 }  // namespace
 
 std::vector<BenchRecord> bench_generate(const std::vector<long long>& prompts, const std::vector<long long>& batches,
@@ -59,77 +66,74 @@ std::vector<BenchRecord> bench_generate(const std::vector<long long>& prompts, c
         if (r.name == "peak.bandwidth") bw_gbps = r.derived["gbps"];
     Rng rng(5);
     for (bool transformer : {false, true}) {
-      LMModel model(shape_125m(transformer, false), 1);
-      model.eval();
-      for (DecodeWeights fmt : formats) {
-        model.set_decode_weights(fmt);
-        const double bytes_per_weight = fmt == DecodeWeights::bf16 ? 2.0 : 4.0;
-        // Bytes of weights read per decode step (the embedding is read once as the output head;
-        // LayerNorm and SSM parameters stay fp32 but are a negligible share).
-        const double weight_bytes = double(model.num_parameters()) * bytes_per_weight;
-        const int64_t n_attn = transformer ? 12 : 1;
-        for (long long B : batches)
-            for (long long P : prompts) {
-                std::vector<int32_t> ids = random_ids(B * P, rng);
-                LMState st = model.new_state(B, P + gen_len);
-                double t0 = now_seconds();
-                Tensor logits = model.prefill_last(ids, B, P, st);
-                double t1 = now_seconds();
-                std::vector<int32_t> next = argmax_rows(logits, 50257);
-                for (long long i = 0; i < gen_len; i++) next = argmax_rows(model.step(next, st), 50257);
-                double t2 = now_seconds();
-                const double decode_ms = (t2 - t1) * 1e3;
-                const double ctx = double(P + gen_len / 2);  // mean context while decoding
-                const double kv_bytes = 2.0 * double(n_attn) * double(B) * ctx * 768.0 * 4.0;
-                BenchRecord r;
-                r.name = transformer ? "generate.transformer" : "generate.hybrid";
-                r.shape = {{"B", B}, {"L", P}, {"D", 768}};
-                r.pass = "step";
-                r.ms = decode_ms;
-                r.runs = 1;
-                r.derived["prefill_ms"] = (t1 - t0) * 1e3;
-                r.derived["ms_per_token"] = decode_ms / double(gen_len);
-                r.derived["tokens_per_s"] = double(B * gen_len) / (decode_ms * 1e-3);
-                r.derived["total_tokens_per_s"] = double(B * gen_len) / (t2 - t0);
-                r.derived["kv_mb"] = 2.0 * double(n_attn) * double(B) * double(P + gen_len) * 768.0 * 4.0 / (1 << 20);
-                if (bw_gbps > 0) r.derived["mem_bound_ms"] = (weight_bytes + kv_bytes) / (bw_gbps * 1e9) * 1e3;
-                r.extra["gen_len"] = gen_len;
-                r.extra["weights"] = decode_weights_name(fmt);
-                out.push_back(r);
-            }
-      }
+        LMModel model(shape_125m(transformer, false), 1);
+        model.eval();
+        for (DecodeWeights fmt : formats) {
+            model.set_decode_weights(fmt);
+            const double weight_bytes = decode_weight_bytes(model, fmt);
+            const int64_t n_attn = transformer ? 12 : 1;
+            for (long long B : batches)
+                for (long long P : prompts) {
+                    std::vector<int32_t> ids = random_ids(B * P, rng);
+                    LMState st = model.new_state(B, P + gen_len);
+                    double t0 = now_seconds();
+                    Tensor logits = model.prefill_last(ids, B, P, st);
+                    double t1 = now_seconds();
+                    std::vector<int32_t> next = argmax_rows(logits, 50257);
+                    for (long long i = 0; i < gen_len; i++) next = argmax_rows(model.step(next, st), 50257);
+                    double t2 = now_seconds();
+                    const double decode_ms = (t2 - t1) * 1e3;
+                    const double ctx = double(P + gen_len / 2);  // mean context while decoding
+                    const double kv_bytes = 2.0 * double(n_attn) * double(B) * ctx * 768.0 * 4.0;
+                    BenchRecord r;
+                    r.name = transformer ? "generate.transformer" : "generate.hybrid";
+                    r.shape = {{"B", B}, {"L", P}, {"D", 768}};
+                    r.pass = "step";
+                    r.ms = decode_ms;
+                    r.runs = 1;
+                    r.derived["prefill_ms"] = (t1 - t0) * 1e3;
+                    r.derived["ms_per_token"] = decode_ms / double(gen_len);
+                    r.derived["tokens_per_s"] = double(B * gen_len) / (decode_ms * 1e-3);
+                    r.derived["total_tokens_per_s"] = double(B * gen_len) / (t2 - t0);
+                    r.derived["kv_mb"] =
+                        2.0 * double(n_attn) * double(B) * double(P + gen_len) * 768.0 * 4.0 / (1 << 20);
+                    if (bw_gbps > 0) r.derived["mem_bound_ms"] = (weight_bytes + kv_bytes) / (bw_gbps * 1e9) * 1e3;
+                    r.extra["gen_len"] = gen_len;
+                    r.extra["weights"] = decode_weights_name(fmt);
+                    out.push_back(r);
+                }
+        }
     }
     // Pure H3: latency per token does not depend on the context.
     LMModel h3(shape_125m(false, true), 1);
     h3.eval();
-    for (DecodeWeights fmt : formats)
-    for (long long ctx : h3_contexts) {
+    for (DecodeWeights fmt : formats) {
         h3.set_decode_weights(fmt);
-        std::vector<int32_t> ids = random_ids(ctx, rng);
-        LMState st = h3.new_state(1, ctx + 64);
-        Tensor logits = h3.prefill_last(ids, 1, ctx, st);
-        std::vector<int32_t> next = argmax_rows(logits, 50257);
-        for (int i = 0; i < 4; i++) next = argmax_rows(h3.step(next, st), 50257);  // warm-up
-        std::vector<double> lat;
-        for (int i = 0; i < 32; i++) {
-            double t0 = now_seconds();
-            next = argmax_rows(h3.step(next, st), 50257);
-            lat.push_back((now_seconds() - t0) * 1e3);
+        for (long long ctx : h3_contexts) {
+            std::vector<int32_t> ids = random_ids(ctx, rng);
+            LMState st = h3.new_state(1, ctx + 64);
+            Tensor logits = h3.prefill_last(ids, 1, ctx, st);
+            std::vector<int32_t> next = argmax_rows(logits, 50257);
+            for (int i = 0; i < 4; i++) next = argmax_rows(h3.step(next, st), 50257);  // warm-up
+            std::vector<double> lat;
+            for (int i = 0; i < 32; i++) {
+                double t0 = now_seconds();
+                next = argmax_rows(h3.step(next, st), 50257);
+                lat.push_back((now_seconds() - t0) * 1e3);
+            }
+            std::sort(lat.begin(), lat.end());
+            BenchRecord r;
+            r.name = "generate.h3";
+            r.shape = {{"B", 1}, {"L", ctx}, {"D", 768}};
+            r.pass = "step";
+            r.ms = lat[lat.size() / 2];
+            r.runs = int(lat.size());
+            r.derived["ms_per_token"] = r.ms;
+            r.derived["tokens_per_s"] = 1e3 / r.ms;
+            if (bw_gbps > 0) r.derived["mem_bound_ms"] = decode_weight_bytes(h3, fmt) / (bw_gbps * 1e9) * 1e3;
+            r.extra["weights"] = decode_weights_name(fmt);
+            out.push_back(r);
         }
-        std::sort(lat.begin(), lat.end());
-        BenchRecord r;
-        r.name = "generate.h3";
-        r.shape = {{"B", 1}, {"L", ctx}, {"D", 768}};
-        r.pass = "step";
-        r.ms = lat[lat.size() / 2];
-        r.runs = int(lat.size());
-        r.derived["ms_per_token"] = r.ms;
-        r.derived["tokens_per_s"] = 1e3 / r.ms;
-        if (bw_gbps > 0)
-            r.derived["mem_bound_ms"] =
-                double(h3.num_parameters()) * (fmt == DecodeWeights::bf16 ? 2.0 : 4.0) / (bw_gbps * 1e9) * 1e3;
-        r.extra["weights"] = decode_weights_name(fmt);
-        out.push_back(r);
     }
     return out;
 }

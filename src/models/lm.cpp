@@ -122,8 +122,7 @@ Tensor LMModel::embed(const std::vector<int32_t>& ids, int64_t B, int64_t L, int
 
 Tensor LMModel::head(const Tensor& h) const {
     Tensor x = ln_f->forward(h);
-    if (!head_bf16_.empty() && !grad_enabled() && x.numel() <= Linear::kDecodeRows * cfg_.d_model)
-        return linear_bf16(x, head_bf16_);
+    if (!head_bf16_.empty() && Linear::is_decode_input(x, cfg_.d_model)) return linear_bf16(x, head_bf16_);
     return linear(x, word_embeddings);
 }
 

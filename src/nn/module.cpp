@@ -140,9 +140,7 @@ Linear::Linear(int64_t in_features, int64_t out_features, bool with_bias, Rng& r
 }
 
 Tensor Linear::forward(const Tensor& x) const {
-    if (!weight_bf16_.empty() && !grad_enabled() && x.ndim() >= 1 && x.size(-1) == in_ &&
-        x.numel() <= kDecodeRows * in_)
-        return linear_bf16(x, weight_bf16_, bias);
+    if (!weight_bf16_.empty() && is_decode_input(x, in_)) return linear_bf16(x, weight_bf16_, bias);
     return linear(x, weight, bias);
 }
 

@@ -100,6 +100,10 @@ private:
 class Linear : public Module {
 public:
     static constexpr int64_t kDecodeRows = 8;
+    // x (..., in) is a decode step's input: no gradient recorded, at most kDecodeRows rows.
+    static bool is_decode_input(const Tensor& x, int64_t in) {
+        return !grad_enabled() && x.ndim() >= 1 && x.size(-1) == in && x.numel() <= kDecodeRows * in;
+    }
     Linear(int64_t in_features, int64_t out_features, bool bias, Rng& rng);
     Tensor forward(const Tensor& x) const;
     void set_decode_bf16(bool on);
