@@ -136,6 +136,25 @@ TEST(Bf16, RoundingToNearestEven) {
     }
 }
 
+// The packed layout: panels of 2 rows, 32-k blocks, zero rows and columns as padding.
+TEST(Bf16, PackedLayout) {
+    const int64_t N = 3, K = 40, Kp = bf16_packed_k(K);
+    ASSERT_EQ(Kp, 64);
+    ASSERT_EQ(bf16_packed_size(N, K), size_t(4 * 64));
+    std::vector<float> B(size_t(N * (K + 1)));
+    for (size_t i = 0; i < B.size(); i++) B[i] = float(i) + 1;  // no zeros among the real entries
+    std::vector<uint16_t> P(bf16_packed_size(N, K), 0xffff);
+    bf16_pack_nt(N, K, B.data(), K + 1, P.data());
+    for (int64_t n = 0; n < 4; n++)
+        for (int64_t k = 0; k < Kp; k++) {
+            const uint16_t want = n < N && k < K ? bf16_from_float(B[size_t(n * (K + 1) + k)]) : uint16_t(0);
+            ASSERT_EQ(P[bf16_packed_index(n, k, Kp)], want) << n << " " << k;
+        }
+    EXPECT_EQ(bf16_packed_index(1, 0, Kp), size_t(32));   // the second row's first block follows the first's
+    EXPECT_EQ(bf16_packed_index(0, 32, Kp), size_t(64));  // then the next block of k
+    EXPECT_EQ(bf16_packed_index(2, 0, Kp), size_t(128));  // a panel is 2 Kp long
+}
+
 // bf16 decode GEMM (A rounded to bf16, exact products, fp32 sums): every M (blocks of 8 above 8),
 // partial tiles, the masked K tail of the 32-wide steps.
 TEST(Bf16, GemmMatchesRef) {
@@ -150,12 +169,13 @@ TEST(Bf16, GemmMatchesRef) {
                         fill(A, rng);
                         fill(Bf, rng);
                         fill(C, rng);
-                        std::vector<uint16_t> B(Bf.size());
+                        std::vector<uint16_t> B(Bf.size()), Bp(bf16_packed_size(N, K));
                         bf16_from_float_n(Bf.data(), B.data(), int64_t(Bf.size()));
+                        bf16_pack_nt(N, K, Bf.data(), ldb, Bp.data());
                         if (beta == 0.0f)
                             for (auto& c : C) c = std::numeric_limits<float>::quiet_NaN();
                         std::vector<float> Cref = C;
-                        sgemm_nt_bf16(M, N, K, 0.7f, A.data(), lda, B.data(), ldb, beta, C.data(), ldc);
+                        sgemm_nt_bf16(M, N, K, 0.7f, A.data(), lda, Bp.data(), beta, C.data(), ldc);
                         sgemm_nt_bf16_ref(M, N, K, 0.7f, A.data(), lda, B.data(), ldb, beta, Cref.data(), ldc);
                         const double tol = 1e-5 * (1 + std::sqrt(double(K))) * 4;
                         for (int64_t i = 0; i < M; i++)

@@ -61,7 +61,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor
 // A weight matrix (rows, cols) stored in bf16 for inference, made from an fp32 (out, in) weight by
 // rounding to nearest even. It is a copy: later changes to the fp32 tensor do not reach it.
 struct Bf16Weight {
-    std::vector<uint16_t> data;
+    std::vector<uint16_t> data;  // the packed layout of sgemm_nt_bf16 (kernels/gemm.h)
     int64_t rows = 0, cols = 0;
     static Bf16Weight from(const Tensor& weight);
     bool empty() const { return data.empty(); }

@@ -177,8 +177,8 @@ Bf16Weight Bf16Weight::from(const Tensor& weight) {
     Bf16Weight w;
     w.rows = wc.size(0);
     w.cols = wc.size(1);
-    w.data.resize(size_t(w.rows * w.cols));
-    bf16_from_float_n(wc.data(), w.data.data(), w.rows * w.cols);
+    w.data.resize(bf16_packed_size(w.rows, w.cols));
+    bf16_pack_nt(w.rows, w.cols, wc.data(), w.cols, w.data.data());
     return w;
 }
 
@@ -198,7 +198,7 @@ Tensor linear_bf16(const Tensor& x, const Bf16Weight& w, const Tensor& bias) {
     Tensor out = Tensor::empty(Shape(out_dims));
     float* y = out.data();
     if (bias.defined()) broadcast_rows(y, data_of(bias).data(), R, out_f);
-    sgemm_nt_bf16(R, out_f, in_f, 1.0f, xc.data(), in_f, w.data.data(), in_f, bias.defined() ? 1.0f : 0.0f, y, out_f);
+    sgemm_nt_bf16(R, out_f, in_f, 1.0f, xc.data(), in_f, w.data.data(), bias.defined() ? 1.0f : 0.0f, y, out_f);
     return out;
 }
 

@@ -229,8 +229,9 @@ std::vector<BenchRecord> bench_gemm(bool all_backends) {
             for (auto& x : W) x = float(rng.normal()) * 0.02f;
             // The same weights in bf16, twice as many copies so that they span the same 256 MiB.
             const int64_t copies16 = 2 * copies;
-            std::vector<uint16_t> W16(size_t(copies16 * N * K));
-            for (int64_t c = 0; c < copies16; c++) bf16_from_float_n(W.data() + (c % copies) * N * K, W16.data() + c * N * K, N * K);
+            const size_t packed = bf16_packed_size(N, K);
+            std::vector<uint16_t> W16(size_t(copies16) * packed);
+            for (int64_t c = 0; c < copies16; c++) bf16_pack_nt(N, K, W.data() + (c % copies) * N * K, K, W16.data() + size_t(c) * packed);
             for (int variant = 0; variant < 3; variant++) {  // 0 hippo fp32, 1 BLAS fp32, 2 hippo bf16 weights
                 const bool blas = variant == 1, bf16 = variant == 2;
 #ifndef HIPPO_USE_OPENBLAS
@@ -240,8 +241,8 @@ std::vector<BenchRecord> bench_gemm(bool all_backends) {
                 Timing t = time_median(
                     [&] {
                         if (bf16) {
-                            const uint16_t* w = W16.data() + (next++ % copies16) * N * K;
-                            sgemm_nt_bf16(M, N, K, 1.0f, A.data(), K, w, K, 0.0f, C.data(), N);
+                            const uint16_t* w = W16.data() + size_t(next++ % copies16) * packed;
+                            sgemm_nt_bf16(M, N, K, 1.0f, A.data(), K, w, 0.0f, C.data(), N);
                             return;
                         }
                         const float* w = W.data() + (next++ % copies) * N * K;

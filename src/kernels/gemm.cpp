@@ -161,43 +161,91 @@ static inline void few_rows_tile(int64_t K, const float* A, int64_t lda, const f
 }
 
 #ifdef __AVX512BF16__
-// The same tile on bf16 rows of A and B: vdpbf16ps multiplies 32 bf16 pairs exactly and adds each
-// adjacent pair of products into one of 16 fp32 lanes, so one instruction does the work of two
-// FMAs and needs neither a widening of B nor a second B load; a 64-byte line is one k-step.
-template <int MR, int NR, int PF = (MR <= 2 ? 1 : 2)>
-static inline void few_rows_tile(int64_t K, const uint16_t* A, int64_t lda, const uint16_t* B, int64_t ldb,
-                                 float out[MR][NR]) {
+// The bf16 tile reads B from the packed layout (gemm.h): a panel of 2 rows is one contiguous run of
+// 128-byte k-blocks, so a thread's share of B is a single sequential stream. Streaming two rows
+// side by side from their row-major places (1.5 KB apart at K = 768) reached 23 GB/s here against
+// 35 GB/s for one prefetched stream. vdpbf16ps multiplies 32 bf16 pairs exactly and adds each
+// adjacent pair of products into one of 16 fp32 lanes: one instruction does the work of two FMAs.
+// A holds MR rows of Kp bf16 (zero padded like B, so no tail masking is needed).
+template <int MR, int NR>
+static inline void packed_bf16_tile(int64_t Kp, const uint16_t* A, const uint16_t* P, float out[MR][NR]) {
+    static_assert(NR % 2 == 0, "whole panels of 2 rows");
+    constexpr int NP = NR / 2;
+    // Prefetch distances along each panel, in bf16 elements: 2 KB ahead into L1 and 16 KB ahead into
+    // L2, so that enough misses are in flight to stream at full bandwidth. Measured at M = 8 on the
+    // 125M shapes: 180-210 GFLOP/s with the L1 prefetch alone, 210-270 with both.
+    constexpr int64_t kAheadL1 = 1024, kAheadL2 = 8192;
+    const int64_t pstride = 2 * Kp;
     __m512 acc[MR][NR];
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < NR; j++) acc[i][j] = _mm512_setzero_ps();
-    int64_t k = 0;
-    for (; k + 32 <= K; k += 32) {
+    for (int64_t k = 0; k < Kp; k += 32) {
         __m512bh b[NR];
-        for (int j = 0; j < NR; j++) b[j] = (__m512bh)_mm512_loadu_si512(B + j * ldb + k);
-        for (int j = 0; j < NR; j++) _mm_prefetch(reinterpret_cast<const char*>(B + (PF * NR + j) * ldb + k), _MM_HINT_T0);
-        for (int j = 0; j < NR; j++) _mm_prefetch(reinterpret_cast<const char*>(B + (16 + j) * ldb + k), _MM_HINT_T1);
-        for (int i = 0; i < MR; i++) {
-            __m512i a = _mm512_loadu_si512(A + i * lda + k);
-            if constexpr (NR > 1) asm("" : "+v"(a));
-            for (int j = 0; j < NR; j++) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], (__m512bh)a, b[j]);
+        for (int q = 0; q < NP; q++) {
+            const uint16_t* blk = P + q * pstride + 2 * k;
+            b[2 * q] = (__m512bh)_mm512_loadu_si512(blk);
+            b[2 * q + 1] = (__m512bh)_mm512_loadu_si512(blk + 32);
+            _mm_prefetch(reinterpret_cast<const char*>(blk + kAheadL1), _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(blk + kAheadL1 + 32), _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(blk + kAheadL2), _MM_HINT_T1);
+            _mm_prefetch(reinterpret_cast<const char*>(blk + kAheadL2 + 32), _MM_HINT_T1);
         }
-    }
-    if (k < K) {  // zeros past K add nothing (0 * x = 0 for the finite x here)
-        const __mmask32 m = __mmask32((uint64_t(1) << (K - k)) - 1);
-        __m512bh b[NR];
-        for (int j = 0; j < NR; j++) b[j] = (__m512bh)_mm512_maskz_loadu_epi16(m, B + j * ldb + k);
         for (int i = 0; i < MR; i++) {
-            const __m512bh a = (__m512bh)_mm512_maskz_loadu_epi16(m, A + i * lda + k);
-            for (int j = 0; j < NR; j++) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], a, b[j]);
+            __m512i a = _mm512_loadu_si512(A + i * Kp + k);
+            asm("" : "+v"(a));  // one load per A vector, not one folded into each of the NR products
+            for (int j = 0; j < NR; j++) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], (__m512bh)a, b[j]);
         }
     }
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < NR; j++) out[i][j] = hsum16(acc[i][j]);
 }
+
+template <int MR>
+static void packed_bf16_rows(int64_t N, int64_t Kp, float alpha, const uint16_t* A, const uint16_t* Bp, float beta,
+                             float* C, int64_t ldc) {
+    constexpr int NR = MR <= 2 ? 8 : (MR <= 4 ? 4 : 2);
+    const int64_t tiles = (N + NR - 1) / NR;
+    auto store = [&](int64_t n, int i, float v) {
+        float& c = C[i * ldc + n];
+        c = alpha * v + (beta == 0.0f ? 0.0f : beta * c);
+    };
+#pragma omp parallel for schedule(static) if (N * Kp >= (1 << 16))
+    for (int64_t t = 0; t < tiles; t++) {
+        const int64_t n0 = t * NR;
+        if (n0 + NR <= N) {
+            float out[MR][NR];
+            packed_bf16_tile<MR, NR>(Kp, A, Bp + n0 * Kp, out);
+            for (int i = 0; i < MR; i++)
+                for (int j = 0; j < NR; j++) store(n0 + j, i, out[i][j]);
+        } else {
+            for (int64_t n = n0; n < N; n += 2) {  // the last, partial tile: one panel at a time
+                float out[MR][2];
+                packed_bf16_tile<MR, 2>(Kp, A, Bp + n * Kp, out);
+                for (int i = 0; i < MR; i++)
+                    for (int j = 0; j < 2 && n + j < N; j++) store(n + j, i, out[i][j]);
+            }
+        }
+    }
+}
+
+static bool packed_bf16_avx512(int64_t M, int64_t N, int64_t Kp, float alpha, const uint16_t* A, const uint16_t* Bp,
+                               float beta, float* C, int64_t ldc) {
+    switch (M) {
+        case 1: packed_bf16_rows<1>(N, Kp, alpha, A, Bp, beta, C, ldc); return true;
+        case 2: packed_bf16_rows<2>(N, Kp, alpha, A, Bp, beta, C, ldc); return true;
+        case 3: packed_bf16_rows<3>(N, Kp, alpha, A, Bp, beta, C, ldc); return true;
+        case 4: packed_bf16_rows<4>(N, Kp, alpha, A, Bp, beta, C, ldc); return true;
+        case 5: packed_bf16_rows<5>(N, Kp, alpha, A, Bp, beta, C, ldc); return true;
+        case 6: packed_bf16_rows<6>(N, Kp, alpha, A, Bp, beta, C, ldc); return true;
+        case 7: packed_bf16_rows<7>(N, Kp, alpha, A, Bp, beta, C, ldc); return true;
+        case 8: packed_bf16_rows<8>(N, Kp, alpha, A, Bp, beta, C, ldc); return true;
+        default: return false;
+    }
+}
 #endif
 
-template <int MR, class T>
-static void sgemm_few_rows_nt_avx512(int64_t N, int64_t K, float alpha, const T* A, int64_t lda, const T* B,
+template <int MR>
+static void sgemm_few_rows_nt_avx512(int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B,
                                      int64_t ldb, float beta, float* C, int64_t ldc) {
     constexpr int NR = MR <= 2 ? 8 : (MR <= 4 ? 4 : 2);
     const int64_t tiles = (N + NR - 1) / NR;
@@ -223,8 +271,7 @@ static void sgemm_few_rows_nt_avx512(int64_t N, int64_t K, float alpha, const T*
     }
 }
 
-template <class T>
-static bool few_rows_nt_avx512(int64_t M, int64_t N, int64_t K, float alpha, const T* A, int64_t lda, const T* B,
+static bool few_rows_nt_avx512(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B,
                                int64_t ldb, float beta, float* C, int64_t ldc) {
     switch (M) {
         case 1: sgemm_few_rows_nt_avx512<1>(N, K, alpha, A, lda, B, ldb, beta, C, ldc); return true;
@@ -243,7 +290,7 @@ static bool few_rows_nt_avx512(int64_t M, int64_t N, int64_t K, float alpha, con
 static void sgemm_few_rows_nt(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
                               const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
 #ifdef __AVX512F__
-    if (few_rows_nt_avx512<float>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
+    if (few_rows_nt_avx512(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
 #endif
 #pragma omp parallel for schedule(static) if (N * K >= (1 << 16))
     for (int64_t n = 0; n < N; n++) {
@@ -291,35 +338,53 @@ void sgemm_nt_bf16_ref(int64_t M, int64_t N, int64_t K, float alpha, const float
         }
 }
 
-void sgemm_nt_bf16(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const uint16_t* B,
-                   int64_t ldb, float beta, float* C, int64_t ldc) {
+int64_t bf16_packed_k(int64_t K) { return (K + 31) / 32 * 32; }
+
+size_t bf16_packed_size(int64_t N, int64_t K) { return size_t((N + 1) / 2 * 2) * size_t(bf16_packed_k(K)); }
+
+void bf16_pack_nt(int64_t N, int64_t K, const float* B, int64_t ldb, uint16_t* packed) {
+    const int64_t Kp = bf16_packed_k(K), panels = (N + 1) / 2;
+#pragma omp parallel for schedule(static) if (N * K >= (1 << 20))
+    for (int64_t p = 0; p < panels; p++)
+        for (int64_t r = 0; r < 2; r++) {
+            const int64_t n = 2 * p + r;
+            for (int64_t k = 0; k < Kp; k++)
+                packed[bf16_packed_index(n, k, Kp)] = n < N && k < K ? bf16_from_float(B[n * ldb + k]) : uint16_t(0);
+        }
+}
+
+void sgemm_nt_bf16(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const uint16_t* Bp,
+                   float beta, float* C, int64_t ldc) {
     if (M <= 0 || N <= 0) return;
+    const int64_t Kp = bf16_packed_k(K);
     if (K == 0) {
         for (int64_t i = 0; i < M; i++)
             for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
         return;
     }
-    // Up to 8 rows of A rounded to bf16 (kept between calls: decoding makes thousands of them).
+    // Up to 8 rows of A rounded to bf16 and zero padded to Kp (kept between calls: decoding makes
+    // thousands of them).
     thread_local std::vector<uint16_t> a16;
     for (int64_t m0 = 0; m0 < M; m0 += 8) {
         const int64_t mb = std::min<int64_t>(8, M - m0);
-        if (a16.size() < size_t(mb * K)) a16.resize(size_t(mb * K));
-        for (int64_t i = 0; i < mb; i++) bf16_from_float_n(A + (m0 + i) * lda, a16.data() + i * K, K);
+        if (a16.size() < size_t(mb * Kp)) a16.resize(size_t(mb * Kp));
+        for (int64_t i = 0; i < mb; i++) {
+            bf16_from_float_n(A + (m0 + i) * lda, a16.data() + i * Kp, K);
+            std::fill(a16.data() + i * Kp + K, a16.data() + (i + 1) * Kp, uint16_t(0));
+        }
         float* Cm = C + m0 * ldc;
 #if defined(__AVX512F__) && defined(__AVX512BF16__)
-        if (few_rows_nt_avx512<uint16_t>(mb, N, K, alpha, a16.data(), K, B, ldb, beta, Cm, ldc)) continue;
+        if (packed_bf16_avx512(mb, N, Kp, alpha, a16.data(), Bp, beta, Cm, ldc)) continue;
 #endif
 #pragma omp parallel for schedule(static) if (N * K >= (1 << 16))
-        for (int64_t n = 0; n < N; n++) {
-            const uint16_t* b = B + n * ldb;
+        for (int64_t n = 0; n < N; n++)
             for (int64_t m = 0; m < mb; m++) {
-                const uint16_t* a = a16.data() + m * K;
+                const uint16_t* a = a16.data() + m * Kp;
                 float acc = 0;
-                for (int64_t k = 0; k < K; k++) acc += bf16_to_float(a[k]) * bf16_to_float(b[k]);
+                for (int64_t k = 0; k < K; k++) acc += bf16_to_float(a[k]) * bf16_to_float(Bp[bf16_packed_index(n, k, Kp)]);
                 float& c = Cm[m * ldc + n];
                 c = alpha * acc + (beta == 0.0f ? 0.0f : beta * c);
             }
-        }
     }
 }
 

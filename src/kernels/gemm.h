@@ -4,6 +4,7 @@
 // sgemm goes to the BLAS chosen at build time (HIPPO_BLAS=openblas) or the built-in blocked
 // kernel; sgemm_ref is the plain triple loop (double accumulation) that tests compare against.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 namespace hippo {
@@ -35,13 +36,26 @@ uint16_t bf16_from_float(float x);
 float bf16_to_float(uint16_t h);
 void bf16_from_float_n(const float* x, uint16_t* y, int64_t n);
 
-// C (M, N) = alpha * A (M, K) * B (N, K)^T + beta * C in bf16 arithmetic: B is stored in bf16 (row
-// stride ldb), A is rounded to bf16 on the way in, products are exact and sums fp32 (AVX512-BF16
-// vdpbf16ps where the CPU has it). A linear layer during decoding, where reading the weights is the
-// cost and bf16 halves it (the usual bf16 inference arithmetic, as llama.cpp's). Built for the few
-// rows of token-by-token decoding; larger M runs in blocks of 8 rows, each streaming all of B again.
-void sgemm_nt_bf16(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const uint16_t* B,
-                   int64_t ldb, float beta, float* C, int64_t ldc);
+// Packed bf16 layout of a weight B (N, K) for sgemm_nt_bf16: rows in panels of 2, K zero padded to
+// Kp = bf16_packed_k(K) (a multiple of 32), and within a panel each block of 32 k holds the first
+// row's 32 values, then the second row's (128 bytes). A panel is one contiguous run of memory, so a
+// decode GEMM reads its share of the weights as one sequential stream. An odd N gets a zero row.
+int64_t bf16_packed_k(int64_t K);
+size_t bf16_packed_size(int64_t N, int64_t K);  // in uint16 elements
+inline size_t bf16_packed_index(int64_t n, int64_t k, int64_t Kp) {
+    return size_t((n / 2) * 2 * Kp + (k / 32) * 64 + (n % 2) * 32 + k % 32);
+}
+// B (N, K) fp32, row stride ldb -> packed bf16 (rounded to nearest even), bf16_packed_size(N, K) elements.
+void bf16_pack_nt(int64_t N, int64_t K, const float* B, int64_t ldb, uint16_t* packed);
+
+// C (M, N) = alpha * A (M, K) * B (N, K)^T + beta * C in bf16 arithmetic: B is packed bf16 (above),
+// A is rounded to bf16 on the way in, products are exact and sums fp32 (AVX512-BF16 vdpbf16ps
+// where the CPU has it). A linear layer during decoding, where reading the weights is the cost and
+// bf16 halves it (the usual bf16 inference arithmetic, as llama.cpp's). Built for the few rows of
+// token-by-token decoding; larger M runs in blocks of 8 rows, each streaming all of B again.
+void sgemm_nt_bf16(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const uint16_t* Bp,
+                   float beta, float* C, int64_t ldc);
+// The plain reference on a row-major bf16 B (N, K) with row stride ldb, double accumulation.
 void sgemm_nt_bf16_ref(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const uint16_t* B,
                        int64_t ldb, float beta, float* C, int64_t ldc);
 
