@@ -190,3 +190,106 @@ TEST(Bf16, GemmMatchesRef) {
                             }
                     }
 }
+
+// int8 decode GEMM: the kernel's integer dot products equal the reference's exactly, so the two
+// agree to float rounding for every M (blocks of 8 above 8), partial tiles and K tails of the
+// 64-wide blocks.
+TEST(Int8, GemmMatchesRef) {
+    for (int64_t M : {1, 2, 3, 5, 8, 9, 17})
+        for (int64_t N : {1, 2, 3, 8, 9, 17, 33})
+            for (int64_t K : {1, 2, 31, 63, 64, 65, 100, 200})
+                for (float beta : {0.0f, 0.5f}) {
+                    Rng rng(uint64_t(M * 7919 + N * 131 + K * 3));
+                    const int64_t lda = K + 3, ldb = K + 1, ldc = N + 2;
+                    std::vector<float> A(size_t(M * lda)), Bf(size_t(N * ldb)), C(size_t(M * ldc));
+                    fill(A, rng);
+                    fill(Bf, rng);
+                    fill(C, rng);
+                    std::vector<int8_t> Bp(s8_packed_size(N, K));
+                    std::vector<float> scale(static_cast<size_t>(N));
+                    std::vector<int32_t> rowsum(static_cast<size_t>(N));
+                    s8_pack_nt(N, K, Bf.data(), ldb, Bp.data(), scale.data(), rowsum.data());
+                    // The same quantized weights row-major for the reference.
+                    const int64_t Kp = s8_packed_k(K);
+                    std::vector<int8_t> Bq(size_t(N * K));
+                    for (int64_t n = 0; n < N; n++)
+                        for (int64_t k = 0; k < K; k++) Bq[size_t(n * K + k)] = Bp[s8_packed_index(n, k, Kp)];
+                    if (beta == 0.0f)
+                        for (auto& c : C) c = std::numeric_limits<float>::quiet_NaN();
+                    std::vector<float> Cref = C;
+                    gemm_nt_s8(M, N, K, 0.7f, A.data(), lda, Bp.data(), scale.data(), rowsum.data(), beta, C.data(), ldc);
+                    gemm_nt_s8_ref(M, N, K, 0.7f, A.data(), lda, Bq.data(), K, scale.data(), beta, Cref.data(), ldc);
+                    for (int64_t i = 0; i < M; i++)
+                        for (int64_t j = 0; j < ldc; j++) {
+                            const size_t k = size_t(i * ldc + j);
+                            if (j >= N) {
+                                ASSERT_TRUE(std::isnan(Cref[k]) ? std::isnan(C[k]) : C[k] == Cref[k]);
+                                continue;
+                            }
+                            ASSERT_NEAR(C[k], Cref[k], 1e-5 * (1 + std::fabs(Cref[k])))
+                                << "M=" << M << " N=" << N << " K=" << K << " beta=" << beta;
+                        }
+                }
+}
+
+// Against fp32: 8-bit rounding on both sides. Each product's error is at most half a step of either
+// factor's scale, so |C - C32| <= sum_k (|a_k| sb / 2 + |b_k| sa / 2 + sa sb / 4).
+TEST(Int8, ErrorWithinQuantizationBound) {
+    const int64_t M = 4, N = 37, K = 300;
+    Rng rng(77);
+    std::vector<float> A(size_t(M * K)), B(size_t(N * K)), C(size_t(M * N)), C32(size_t(M * N));
+    fill(A, rng);
+    fill(B, rng);
+    A[5] = 40.0f;  // an outlier widens its row's step
+    std::vector<int8_t> Bp(s8_packed_size(N, K));
+    std::vector<float> scale(static_cast<size_t>(N));
+    std::vector<int32_t> rowsum(static_cast<size_t>(N));
+    s8_pack_nt(N, K, B.data(), K, Bp.data(), scale.data(), rowsum.data());
+    gemm_nt_s8(M, N, K, 1.0f, A.data(), K, Bp.data(), scale.data(), rowsum.data(), 0.0f, C.data(), N);
+    sgemm_ref(false, true, M, N, K, 1.0f, A.data(), K, B.data(), K, 0.0f, C32.data(), N);
+    for (int64_t i = 0; i < M; i++) {
+        float amax = 0;
+        for (int64_t k = 0; k < K; k++) amax = std::max(amax, std::fabs(A[size_t(i * K + k)]));
+        const double sa = amax / 127.0;
+        for (int64_t j = 0; j < N; j++) {
+            double bound = 0;
+            for (int64_t k = 0; k < K; k++)
+                bound += std::fabs(A[size_t(i * K + k)]) * scale[size_t(j)] / 2 + std::fabs(B[size_t(j * K + k)]) * sa / 2 +
+                         sa * scale[size_t(j)] / 4;
+            EXPECT_LE(std::fabs(C[size_t(i * N + j)] - C32[size_t(i * N + j)]), bound * 1.001 + 1e-5);
+            EXPECT_GT(std::fabs(C[size_t(i * N + j)] - C32[size_t(i * N + j)]), 0.0) << "suspiciously exact";
+        }
+    }
+}
+
+// A non-finite activation makes its row's outputs NaN (as fp32 would), and only that row's; an
+// all-zero row gives zeros. Weights round to nearest: the row maximum maps to +-127.
+TEST(Int8, NonFiniteAndZeroRows) {
+    const int64_t M = 3, N = 5, K = 70;
+    Rng rng(3);
+    std::vector<float> A(size_t(M * K)), B(size_t(N * K)), C(size_t(M * N));
+    fill(A, rng);
+    fill(B, rng);
+    A[size_t(1 * K + 66)] = std::numeric_limits<float>::infinity();
+    for (int64_t k = 0; k < K; k++) A[size_t(2 * K + k)] = 0.0f;
+    std::vector<int8_t> Bp(s8_packed_size(N, K));
+    std::vector<float> scale(static_cast<size_t>(N));
+    std::vector<int32_t> rowsum(static_cast<size_t>(N));
+    s8_pack_nt(N, K, B.data(), K, Bp.data(), scale.data(), rowsum.data());
+    for (int64_t n = 0; n < N; n++) {
+        int qmax = 0, sum = 0;
+        for (int64_t k = 0; k < s8_packed_k(K); k++) {
+            const int q = Bp[s8_packed_index(n, k, s8_packed_k(K))];
+            qmax = std::max(qmax, std::abs(q));
+            sum += q;
+        }
+        EXPECT_EQ(qmax, 127);
+        EXPECT_EQ(sum, rowsum[size_t(n)]);
+    }
+    gemm_nt_s8(M, N, K, 1.0f, A.data(), K, Bp.data(), scale.data(), rowsum.data(), 0.0f, C.data(), N);
+    for (int64_t j = 0; j < N; j++) {
+        EXPECT_TRUE(std::isfinite(C[size_t(j)]));
+        EXPECT_TRUE(std::isnan(C[size_t(N + j)]));
+        EXPECT_EQ(C[size_t(2 * N + j)], 0.0f);
+    }
+}

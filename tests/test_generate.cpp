@@ -103,9 +103,10 @@ TEST(Score, StepLogitsEqualParallelLogits) {
     EXPECT_GT(p1, 1.0);
 }
 
-// --decode-weights bf16 on the --step path: logits near the fp32 ones (bf16 has 8 mantissa bits) but
-// not equal; generation accepts the option and an unknown format is an error.
-TEST(Score, Bf16DecodeWeightsStayCloseToFp32) {
+// --decode-weights bf16 / int8 on the --step path: logits near the fp32 ones (bf16 has 8 mantissa
+// bits, int8 256 levels per row) but not equal; generation accepts the option and an unknown format
+// is an error.
+TEST(Score, DecodeWeightsStayCloseToFp32) {
     std::string dir = make_model_dir();
     std::vector<int32_t> ids;
     for (int i = 0; i < 20; i++) ids.push_back((i * 53 + 7) % 256);
@@ -113,20 +114,22 @@ TEST(Score, Bf16DecodeWeightsStayCloseToFp32) {
                 l2 = (fs::path(dir) / "s16.bin").string();
     write_file_atomic(tokens, ids.data(), ids.size() * 4);
     ASSERT_EQ(run({"score", dir, "--tokens", tokens, "--logits-out", l1, "--step"}), 0);
-    ASSERT_EQ(run({"score", dir, "--tokens", tokens, "--logits-out", l2, "--step", "--decode-weights", "bf16"}), 0);
-    std::vector<uint8_t> a = read_file(l1), b = read_file(l2);
-    ASSERT_EQ(a.size(), b.size());
-    const float* x = reinterpret_cast<const float*>(a.data());
-    const float* y = reinterpret_cast<const float*>(b.data());
-    double worst = 0, scale = 0;
-    for (size_t i = 0; i < a.size() / 4; i++) {
-        worst = std::max(worst, std::fabs(double(x[i]) - double(y[i])));
-        scale = std::max(scale, std::fabs(double(x[i])));
+    for (auto [format, tol] : {std::pair{"bf16", 0.02}, std::pair{"int8", 0.05}}) {
+        ASSERT_EQ(run({"score", dir, "--tokens", tokens, "--logits-out", l2, "--step", "--decode-weights", format}), 0);
+        std::vector<uint8_t> a = read_file(l1), b = read_file(l2);
+        ASSERT_EQ(a.size(), b.size());
+        const float* x = reinterpret_cast<const float*>(a.data());
+        const float* y = reinterpret_cast<const float*>(b.data());
+        double worst = 0, scale = 0;
+        for (size_t i = 0; i < a.size() / 4; i++) {
+            worst = std::max(worst, std::fabs(double(x[i]) - double(y[i])));
+            scale = std::max(scale, std::fabs(double(x[i])));
+        }
+        EXPECT_GT(worst, 0.0) << format;
+        EXPECT_LT(worst, tol * (1 + scale)) << format;
+        std::string g;
+        EXPECT_EQ(run({"generate", dir, "--prompt", "hello", "--n", "8", "--greedy", "--decode-weights", format}, &g), 0);
     }
-    EXPECT_GT(worst, 0.0);
-    EXPECT_LT(worst, 0.02 * (1 + scale));
-    std::string g;
-    EXPECT_EQ(run({"generate", dir, "--prompt", "hello", "--n", "8", "--greedy", "--decode-weights", "bf16"}, &g), 0);
     EXPECT_THROW(run({"generate", dir, "--prompt", "x", "--decode-weights", "int4"}), Error);
 }
 

@@ -262,21 +262,22 @@ TEST(Model, HybridParameterCountMatchesReleasedFormula) {
         EXPECT_TRUE(names.count(k)) << k;
 }
 
-// bf16 decode weights: decode steps with set_decode_weights(bf16) stay within bf16 rounding of the
-// exact fp32 steps but differ from them (the bf16 copies are in use); a forward of more than 8 rows
-// (a prefill) stays fp32; switching back to fp32 gives the fp32 steps again. (The arithmetic
-// itself is compared with a reference in Bf16.GemmMatchesRef.)
-TEST(Model, Bf16DecodeWeightsStayNearFp32) {
+// bf16 and int8 decode weights: decode steps with set_decode_weights stay within the format's
+// rounding of the exact fp32 steps but differ from them (the copies are in use); a forward of more
+// than 8 rows (a prefill) stays fp32; switching back to fp32 gives the fp32 steps again. (The
+// arithmetic itself is compared with references in Bf16.GemmMatchesRef and Int8.GemmMatchesRef.)
+TEST(Model, DecodeWeightsStayNearFp32) {
     const int64_t B = 3, L = 10, V = 20;
+    for (auto [format, tol] : {std::pair{DecodeWeights::bf16, 0.01}, std::pair{DecodeWeights::int8, 0.02}})
     for (json extra : {json{{"mixer", "h3"}, {"attn_layer_idx", {1}}}, json{{"mixer", "attention"}}, json{{"mixer", "gss"}}}) {
-        extra["d_model"] = 40;  // K = 40 and 160: full 32-wide blocks plus a masked tail in the kernel
+        extra["d_model"] = 40;  // K = 40 and 160: whole k-blocks plus zero padding in the packed weights
         LMModel m(tiny(extra["mixer"], extra), 7), ref(tiny(extra["mixer"], extra), 7);
         m.eval();
         ref.eval();
         auto ids = random_ids(B * L, V, 11);
         const std::vector<float> parallel32 = m.forward(ids, B, L).to_vector();
-        m.set_decode_weights(DecodeWeights::bf16);
-        ASSERT_EQ(m.decode_weights(), DecodeWeights::bf16);
+        m.set_decode_weights(format);
+        ASSERT_EQ(m.decode_weights(), format);
         EXPECT_EQ(m.forward(ids, B, L).to_vector(), parallel32) << extra.dump() << ": a 30-row forward must stay fp32";
 
         LMState a = m.new_state(B, L), r = ref.new_state(B, L);
@@ -291,8 +292,10 @@ TEST(Model, Bf16DecodeWeightsStayNearFp32) {
                 scale = std::max(scale, std::fabs(double(y32[k])));
             }
         }
-        EXPECT_GT(worst, 1e-6) << extra.dump() << ": the bf16 weights were not used";
-        EXPECT_LT(worst, 0.03 * (1 + scale)) << extra.dump();
+        EXPECT_GT(worst, 1e-6) << extra.dump() << ": the " << decode_weights_name(format) << " weights were not used";
+        EXPECT_LT(worst, tol * (1 + scale)) << extra.dump() << " " << decode_weights_name(format);
+        std::printf("%-5s %-10s worst |step - fp32 step| = %.4f (logit scale %.2f)\n", decode_weights_name(format),
+                    extra["mixer"].get<std::string>().c_str(), worst, scale);
 
         m.set_decode_weights(DecodeWeights::fp32);
         LMState a2 = m.new_state(B, L), r2 = ref.new_state(B, L);
@@ -304,11 +307,13 @@ TEST(Model, Bf16DecodeWeightsStayNearFp32) {
 TEST(Model, DecodeWeightsNames) {
     EXPECT_EQ(parse_decode_weights("bf16"), DecodeWeights::bf16);
     EXPECT_EQ(parse_decode_weights("fp32"), DecodeWeights::fp32);
+    EXPECT_EQ(parse_decode_weights("int8"), DecodeWeights::int8);
     EXPECT_STREQ(decode_weights_name(DecodeWeights::bf16), "bf16");
+    EXPECT_STREQ(decode_weights_name(DecodeWeights::int8), "int8");
     try {
         parse_decode_weights("fp16");
         FAIL() << "fp16 accepted";
     } catch (const Error& e) {
-        EXPECT_NE(std::string(e.what()).find("unknown decode weight format 'fp16' (expected fp32 or bf16)"), std::string::npos);
+        EXPECT_NE(std::string(e.what()).find("unknown decode weight format 'fp16' (expected fp32, bf16 or int8)"), std::string::npos);
     }
 }

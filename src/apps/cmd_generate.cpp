@@ -63,8 +63,9 @@ int cmd_generate(int argc, char** argv) {
             "  --seed S             sampling seed (default 0); --stop STR  stop a sequence at this text\n"
             "  --tokenizer gpt2|bytes|ids   (default from the model) --vocab DIR (GPT-2 files)\n"
             "  --json               one JSON object per sequence instead of streamed text\n"
-            "  --decode-weights fp32|bf16  weights read by each decode step (default fp32, exact); bf16\n"
-            "                       halves the bytes a step streams (the prompt is still processed in fp32)\n",
+            "  --decode-weights fp32|bf16|int8  weights read by each decode step (default fp32, exact);\n"
+            "                       bf16 halves the bytes a step streams, int8 quarters them (per-row int8\n"
+            "                       weights, activations quantized per token); the prompt stays fp32\n",
             args.has("help") ? stdout : stderr);
         return args.has("help") ? 0 : 2;
     }

@@ -23,7 +23,7 @@ int cmd_score(int argc, char** argv) {
             "  --text FILE        a text file, tokenised with the model's tokenizer (batch 1)\n"
             "  --logits-out L.bin float32 little-endian logits (batch, length, padded vocabulary)\n"
             "  --step             compute the logits token by token through the recurrent path\n"
-            "  --decode-weights fp32|bf16  weights of the --step path (default fp32; bf16 as hippo generate)\n",
+            "  --decode-weights fp32|bf16|int8  weights of the --step path (default fp32; as hippo generate)\n",
             args.has("help") ? stdout : stderr);
         return args.has("help") ? 0 : 2;
     }

@@ -6,6 +6,7 @@
 // sums the gradient over broadcast dims (sum_to).
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "autograd/tensor.h"
@@ -58,17 +59,31 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans
 // x: (..., in), weight: (out, in) as nn.Linear, bias: (out) or undefined -> (..., out)
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
 
-// A weight matrix (rows, cols) stored in bf16 for inference, made from an fp32 (out, in) weight by
-// rounding to nearest even. It is a copy: later changes to the fp32 tensor do not reach it.
-struct Bf16Weight {
-    std::vector<uint16_t> data;  // the packed layout of sgemm_nt_bf16 (kernels/gemm.h)
+// Weight formats for decoding (token-by-token inference, where streaming the weights is the cost):
+// fp32 is exact; bf16 rounds each weight to nearest even (half the bytes); int8 quantizes each
+// output row symmetrically and each activation row on the fly (a quarter of the bytes; see
+// gemm_nt_s8 in kernels/gemm.h).
+enum class DecodeWeights { fp32, bf16, int8 };
+DecodeWeights parse_decode_weights(const std::string& name);  // "fp32" | "bf16" | "int8", else hippo::Error
+const char* decode_weights_name(DecodeWeights w);
+double decode_weights_bytes_per_param(DecodeWeights w);  // 4, 2, 1
+
+// A weight matrix (rows, cols) = an fp32 (out, in) weight converted to a decode format, packed for
+// the decode GEMMs (kernels/gemm.h). It is a copy: later changes to the fp32 tensor do not reach
+// it. Format fp32 means "no copy": the layer reads its fp32 tensor.
+struct DecodeWeight {
+    DecodeWeights format = DecodeWeights::fp32;
     int64_t rows = 0, cols = 0;
-    static Bf16Weight from(const Tensor& weight);
-    bool empty() const { return data.empty(); }
+    std::vector<uint16_t> bf16;  // format bf16: sgemm_nt_bf16's packed layout
+    std::vector<int8_t> s8;      // format int8: gemm_nt_s8's packed layout, with per-row scale and rowsum
+    std::vector<float> scale;
+    std::vector<int32_t> rowsum;
+    static DecodeWeight from(const Tensor& weight, DecodeWeights format);
+    bool empty() const { return format == DecodeWeights::fp32; }
 };
-// linear() with a bf16 weight, fp32 activations and accumulation: x (..., in) -> (..., out). No
+// linear() with a decode weight, fp32 activations in and out: x (..., in) -> (..., out). No
 // gradient: an input that requires grad is an error.
-Tensor linear_bf16(const Tensor& x, const Bf16Weight& weight, const Tensor& bias = Tensor());
+Tensor linear_decode(const Tensor& x, const DecodeWeight& weight, const Tensor& bias = Tensor());
 
 // ---- normalisation and softmax (over the last dim) ----
 // x: (..., D), weight/bias: (D) or undefined

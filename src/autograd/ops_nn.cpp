@@ -170,26 +170,50 @@ static void broadcast_rows(float* y, const float* row, int64_t R, int64_t n) {
     for (int64_t r = 0; r < R; r++) std::copy(row, row + n, y + r * n);
 }
 
-Bf16Weight Bf16Weight::from(const Tensor& weight) {
-    HIPPO_CHECK(weight.defined() && weight.ndim() == 2, "Bf16Weight: weight must be (out, in), got %s",
+DecodeWeights parse_decode_weights(const std::string& name) {
+    if (name == "fp32") return DecodeWeights::fp32;
+    if (name == "bf16") return DecodeWeights::bf16;
+    if (name == "int8") return DecodeWeights::int8;
+    throw Error(strf("unknown decode weight format '%s' (expected fp32, bf16 or int8)", name.c_str()));
+}
+
+const char* decode_weights_name(DecodeWeights w) {
+    return w == DecodeWeights::bf16 ? "bf16" : w == DecodeWeights::int8 ? "int8" : "fp32";
+}
+
+double decode_weights_bytes_per_param(DecodeWeights w) {
+    return w == DecodeWeights::bf16 ? 2.0 : w == DecodeWeights::int8 ? 1.0 : 4.0;
+}
+
+DecodeWeight DecodeWeight::from(const Tensor& weight, DecodeWeights format) {
+    HIPPO_CHECK(weight.defined() && weight.ndim() == 2, "DecodeWeight: weight must be (out, in), got %s",
                 weight.defined() ? weight.shape().str().c_str() : "undefined");
     Tensor wc = data_of(weight);
-    Bf16Weight w;
+    DecodeWeight w;
+    w.format = format;
     w.rows = wc.size(0);
     w.cols = wc.size(1);
-    w.data.resize(bf16_packed_size(w.rows, w.cols));
-    bf16_pack_nt(w.rows, w.cols, wc.data(), w.cols, w.data.data());
+    if (format == DecodeWeights::bf16) {
+        w.bf16.resize(bf16_packed_size(w.rows, w.cols));
+        bf16_pack_nt(w.rows, w.cols, wc.data(), w.cols, w.bf16.data());
+    } else if (format == DecodeWeights::int8) {
+        w.s8.resize(s8_packed_size(w.rows, w.cols));
+        w.scale.resize(size_t(w.rows));
+        w.rowsum.resize(size_t(w.rows));
+        s8_pack_nt(w.rows, w.cols, wc.data(), w.cols, w.s8.data(), w.scale.data(), w.rowsum.data());
+    }
     return w;
 }
 
-Tensor linear_bf16(const Tensor& x, const Bf16Weight& w, const Tensor& bias) {
-    HIPPO_CHECK(x.defined() && !w.empty(), "linear_bf16: undefined input or empty weight");
-    HIPPO_CHECK(!(grad_enabled() && x.requires_grad()), "linear_bf16: no gradient through bf16 weights (inference only)");
+Tensor linear_decode(const Tensor& x, const DecodeWeight& w, const Tensor& bias) {
+    HIPPO_CHECK(x.defined() && !w.empty(), "linear_decode: undefined input or no decode weight");
+    HIPPO_CHECK(!(grad_enabled() && x.requires_grad()), "linear_decode: no gradient through %s weights (inference only)",
+                decode_weights_name(w.format));
     const int64_t out_f = w.rows, in_f = w.cols;
-    HIPPO_CHECK(x.ndim() >= 1 && x.size(-1) == in_f, "linear_bf16: x %s has %lld input features, weight expects %lld",
+    HIPPO_CHECK(x.ndim() >= 1 && x.size(-1) == in_f, "linear_decode: x %s has %lld input features, weight expects %lld",
                 x.shape().str().c_str(), (long long)x.size(-1), (long long)in_f);
     if (bias.defined())
-        HIPPO_CHECK(bias.shape() == Shape{out_f}, "linear_bf16: bias %s does not match out_features %lld",
+        HIPPO_CHECK(bias.shape() == Shape{out_f}, "linear_decode: bias %s does not match out_features %lld",
                     bias.shape().str().c_str(), (long long)out_f);
     const int64_t R = x.numel() / in_f;
     std::vector<int64_t> out_dims = x.shape().vec();
@@ -198,7 +222,11 @@ Tensor linear_bf16(const Tensor& x, const Bf16Weight& w, const Tensor& bias) {
     Tensor out = Tensor::empty(Shape(out_dims));
     float* y = out.data();
     if (bias.defined()) broadcast_rows(y, data_of(bias).data(), R, out_f);
-    sgemm_nt_bf16(R, out_f, in_f, 1.0f, xc.data(), in_f, w.data.data(), bias.defined() ? 1.0f : 0.0f, y, out_f);
+    const float beta = bias.defined() ? 1.0f : 0.0f;
+    if (w.format == DecodeWeights::bf16)
+        sgemm_nt_bf16(R, out_f, in_f, 1.0f, xc.data(), in_f, w.bf16.data(), beta, y, out_f);
+    else
+        gemm_nt_s8(R, out_f, in_f, 1.0f, xc.data(), in_f, w.s8.data(), w.scale.data(), w.rowsum.data(), beta, y, out_f);
     return out;
 }
 

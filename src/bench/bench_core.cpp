@@ -217,7 +217,8 @@ std::vector<BenchRecord> bench_gemm(bool all_backends) {
     // Decoding shapes: M = 1 or 8 token rows against a weight matrix streamed from memory (copies
     // cycled so that no run finds the weights in cache). gemm.decode is hippo's few-rows path
     // (sgemm with M <= 8); gemm.decode_blas calls the BLAS directly, which packs the weights;
-    // gemm.decode_bf16 is the few-rows path reading bf16 weights (half the bytes).
+    // gemm.decode_bf16 and gemm.decode_int8 read packed bf16 / int8 weights (a half / a quarter of
+    // the bytes).
     const int64_t dshapes[][2] = {{2304, 768}, {3072, 768}, {768, 3072}, {50304, 768}};
     for (int64_t M : {1, 8})
         for (auto& s : dshapes) {
@@ -232,14 +233,29 @@ std::vector<BenchRecord> bench_gemm(bool all_backends) {
             const size_t packed = bf16_packed_size(N, K);
             std::vector<uint16_t> W16(size_t(copies16) * packed);
             for (int64_t c = 0; c < copies16; c++) bf16_pack_nt(N, K, W.data() + (c % copies) * N * K, K, W16.data() + size_t(c) * packed);
-            for (int variant = 0; variant < 3; variant++) {  // 0 hippo fp32, 1 BLAS fp32, 2 hippo bf16 weights
-                const bool blas = variant == 1, bf16 = variant == 2;
+            // ... and in int8, four times as many copies.
+            const int64_t copies8 = 4 * copies;
+            const size_t packed8 = s8_packed_size(N, K);
+            std::vector<int8_t> W8(size_t(copies8) * packed8);
+            std::vector<float> scale8(size_t(copies8 * N));
+            std::vector<int32_t> rowsum8(size_t(copies8 * N));
+            for (int64_t c = 0; c < copies8; c++)
+                s8_pack_nt(N, K, W.data() + (c % copies) * N * K, K, W8.data() + size_t(c) * packed8, scale8.data() + c * N,
+                           rowsum8.data() + c * N);
+            for (int variant = 0; variant < 4; variant++) {  // hippo fp32, BLAS fp32, hippo bf16, hippo int8
+                const bool blas = variant == 1, bf16 = variant == 2, int8 = variant == 3;
 #ifndef HIPPO_USE_OPENBLAS
                 if (blas) continue;
 #endif
                 int64_t next = 0;
                 Timing t = time_median(
                     [&] {
+                        if (int8) {
+                            const int64_t c = next++ % copies8;
+                            gemm_nt_s8(M, N, K, 1.0f, A.data(), K, W8.data() + size_t(c) * packed8, scale8.data() + c * N,
+                                       rowsum8.data() + c * N, 0.0f, C.data(), N);
+                            return;
+                        }
                         if (bf16) {
                             const uint16_t* w = W16.data() + size_t(next++ % copies16) * packed;
                             sgemm_nt_bf16(M, N, K, 1.0f, A.data(), K, w, 0.0f, C.data(), N);
@@ -257,12 +273,12 @@ std::vector<BenchRecord> bench_gemm(bool all_backends) {
                     },
                     5, 0.3, 200);
                 BenchRecord r;
-                r.name = blas ? "gemm.decode_blas" : (bf16 ? "gemm.decode_bf16" : "gemm.decode");
+                r.name = blas ? "gemm.decode_blas" : bf16 ? "gemm.decode_bf16" : int8 ? "gemm.decode_int8" : "gemm.decode";
                 r.shape = {{"M", M}, {"N", N}, {"K", K}};
                 r.ms = t.median_ms;
                 r.runs = t.runs;
                 r.derived["gflops"] = 2.0 * M * N * K / (t.median_ms * 1e-3) * 1e-9;
-                r.derived["weight_gbps"] = double(N * K * (bf16 ? 2 : 4)) / (t.median_ms * 1e-3) * 1e-9;
+                r.derived["weight_gbps"] = double(N * K * (int8 ? 1 : bf16 ? 2 : 4)) / (t.median_ms * 1e-3) * 1e-9;
                 out.push_back(r);
             }
         }

@@ -47,10 +47,10 @@ std::vector<int32_t> argmax_rows(const Tensor& logits, int64_t vocab) {
 }
 
 // Bytes of weights a decode step reads: every parameter once (the embedding once, as the output
-// head), 2 bytes each with bf16 decode weights (LayerNorm and SSM parameters stay fp32 but are a
-// negligible share).
+// head), at the decode format's size (LayerNorm and SSM parameters stay fp32, and int8's row scales
+// are 4 bytes per row, but both are a negligible share).
 double decode_weight_bytes(const LMModel& m, DecodeWeights fmt) {
-    return double(m.num_parameters()) * (fmt == DecodeWeights::bf16 ? 2.0 : 4.0);
+    return double(m.num_parameters()) * decode_weights_bytes_per_param(fmt);
 }
 
 }  // namespace

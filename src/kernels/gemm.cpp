@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #ifdef HIPPO_USE_OPENBLAS
@@ -13,7 +15,13 @@
 #include <omp.h>
 #endif
 #ifdef __AVX512F__
+// GCC 12's AVX-512 intrinsics pass an "undefined" source register that -Wuninitialized reports
+// once inlined (GCC bug 105593, fixed in 13); the pragma covers the header's own lines only.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
+#pragma GCC diagnostic pop
 #endif
 
 namespace hippo {
@@ -116,15 +124,6 @@ void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const
 // not the load ports or one accumulator's latency, set the pace once the B rows come from cache
 // (batch 8 decoding), and memory does otherwise (batch 1). Threads split the rows of B.
 #ifdef __AVX512F__
-// Sum of the 16 lanes. (GCC 12's _mm512_reduce_add_ps trips -Wuninitialized in its own header.)
-static inline float hsum16(__m512 v) {
-    __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
-    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
-    s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-    s4 = _mm_add_ss(s4, _mm_movehdup_ps(s4));
-    return _mm_cvtss_f32(s4);
-}
-
 template <int MR, int NR, int PF = (MR <= 2 ? 1 : 2)>
 static inline void few_rows_tile(int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
                                  float out[MR][NR]) {
@@ -157,7 +156,7 @@ static inline void few_rows_tile(int64_t K, const float* A, int64_t lda, const f
         }
     }
     for (int i = 0; i < MR; i++)
-        for (int j = 0; j < NR; j++) out[i][j] = hsum16(acc[i][j]);
+        for (int j = 0; j < NR; j++) out[i][j] = _mm512_reduce_add_ps(acc[i][j]);
 }
 
 #ifdef __AVX512BF16__
@@ -197,7 +196,7 @@ static inline void packed_bf16_tile(int64_t Kp, const uint16_t* A, const uint16_
         }
     }
     for (int i = 0; i < MR; i++)
-        for (int j = 0; j < NR; j++) out[i][j] = hsum16(acc[i][j]);
+        for (int j = 0; j < NR; j++) out[i][j] = _mm512_reduce_add_ps(acc[i][j]);
 }
 
 template <int MR>
@@ -239,6 +238,88 @@ static bool packed_bf16_avx512(int64_t M, int64_t N, int64_t Kp, float alpha, co
         case 6: packed_bf16_rows<6>(N, Kp, alpha, A, Bp, beta, C, ldc); return true;
         case 7: packed_bf16_rows<7>(N, Kp, alpha, A, Bp, beta, C, ldc); return true;
         case 8: packed_bf16_rows<8>(N, Kp, alpha, A, Bp, beta, C, ldc); return true;
+        default: return false;
+    }
+}
+#endif
+
+#ifdef __AVX512VNNI__
+// The int8 tile: vpdpbusd multiplies 64 unsigned bytes of A by 64 signed bytes of B and adds each
+// group of 4 products into one of 16 int32 lanes, so the whole dot product of a row pair is exact
+// integer arithmetic (|sum| <= 255 * 127 * K, no overflow below K = 66,000). A is the activations
+// shifted by +128 into [1, 255]; the caller takes 128 * rowsum(B) back off. Panels as in the bf16
+// layout, with 64-k blocks (128 bytes per panel).
+template <int MR, int NR>
+static inline void packed_s8_tile(int64_t Kp, const uint8_t* A, const int8_t* P, int32_t out[MR][NR]) {
+    static_assert(NR % 2 == 0, "whole panels of 2 rows");
+    constexpr int NP = NR / 2;
+    constexpr int64_t kAheadL1 = 2048, kAheadL2 = 16384;  // bytes, as the bf16 tile's
+    const int64_t pstride = 2 * Kp;
+    __m512i acc[MR][NR];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) acc[i][j] = _mm512_setzero_si512();
+    for (int64_t k = 0; k < Kp; k += 64) {
+        __m512i b[NR];
+        for (int q = 0; q < NP; q++) {
+            const int8_t* blk = P + q * pstride + 2 * k;
+            b[2 * q] = _mm512_loadu_si512(blk);
+            b[2 * q + 1] = _mm512_loadu_si512(blk + 64);
+            _mm_prefetch(reinterpret_cast<const char*>(blk + kAheadL1), _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(blk + kAheadL1 + 64), _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(blk + kAheadL2), _MM_HINT_T1);
+            _mm_prefetch(reinterpret_cast<const char*>(blk + kAheadL2 + 64), _MM_HINT_T1);
+        }
+        for (int i = 0; i < MR; i++) {
+            __m512i a = _mm512_loadu_si512(A + i * Kp + k);
+            asm("" : "+v"(a));
+            for (int j = 0; j < NR; j++) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], a, b[j]);
+        }
+    }
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) out[i][j] = _mm512_reduce_add_epi32(acc[i][j]);
+}
+
+// C = alpha * sa[i] * sb[n] * (dot - 128 * rowsum[n]) + beta * C.
+template <int MR>
+static void packed_s8_rows(int64_t N, int64_t Kp, float alpha, const uint8_t* A, const float* sa, const int8_t* Bp,
+                           const float* sb, const int32_t* rowsum, float beta, float* C, int64_t ldc) {
+    constexpr int NR = MR <= 2 ? 8 : (MR <= 4 ? 4 : 2);
+    const int64_t tiles = (N + NR - 1) / NR;
+    auto store = [&](int64_t n, int i, int32_t dot) {
+        float& c = C[i * ldc + n];
+        const float v = float(dot - 128 * rowsum[n]) * (sa[i] * sb[n]);
+        c = alpha * v + (beta == 0.0f ? 0.0f : beta * c);
+    };
+#pragma omp parallel for schedule(static) if (N * Kp >= (1 << 17))
+    for (int64_t t = 0; t < tiles; t++) {
+        const int64_t n0 = t * NR;
+        if (n0 + NR <= N) {
+            int32_t out[MR][NR];
+            packed_s8_tile<MR, NR>(Kp, A, Bp + n0 * Kp, out);
+            for (int i = 0; i < MR; i++)
+                for (int j = 0; j < NR; j++) store(n0 + j, i, out[i][j]);
+        } else {
+            for (int64_t n = n0; n < N; n += 2) {
+                int32_t out[MR][2];
+                packed_s8_tile<MR, 2>(Kp, A, Bp + n * Kp, out);
+                for (int i = 0; i < MR; i++)
+                    for (int j = 0; j < 2 && n + j < N; j++) store(n + j, i, out[i][j]);
+            }
+        }
+    }
+}
+
+static bool packed_s8_avx512(int64_t M, int64_t N, int64_t Kp, float alpha, const uint8_t* A, const float* sa,
+                             const int8_t* Bp, const float* sb, const int32_t* rowsum, float beta, float* C, int64_t ldc) {
+    switch (M) {
+        case 1: packed_s8_rows<1>(N, Kp, alpha, A, sa, Bp, sb, rowsum, beta, C, ldc); return true;
+        case 2: packed_s8_rows<2>(N, Kp, alpha, A, sa, Bp, sb, rowsum, beta, C, ldc); return true;
+        case 3: packed_s8_rows<3>(N, Kp, alpha, A, sa, Bp, sb, rowsum, beta, C, ldc); return true;
+        case 4: packed_s8_rows<4>(N, Kp, alpha, A, sa, Bp, sb, rowsum, beta, C, ldc); return true;
+        case 5: packed_s8_rows<5>(N, Kp, alpha, A, sa, Bp, sb, rowsum, beta, C, ldc); return true;
+        case 6: packed_s8_rows<6>(N, Kp, alpha, A, sa, Bp, sb, rowsum, beta, C, ldc); return true;
+        case 7: packed_s8_rows<7>(N, Kp, alpha, A, sa, Bp, sb, rowsum, beta, C, ldc); return true;
+        case 8: packed_s8_rows<8>(N, Kp, alpha, A, sa, Bp, sb, rowsum, beta, C, ldc); return true;
         default: return false;
     }
 }
@@ -385,6 +466,117 @@ void sgemm_nt_bf16(int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                 float& c = Cm[m * ldc + n];
                 c = alpha * acc + (beta == 0.0f ? 0.0f : beta * c);
             }
+    }
+}
+
+int64_t s8_packed_k(int64_t K) { return (K + 63) / 64 * 64; }
+
+size_t s8_packed_size(int64_t N, int64_t K) { return size_t((N + 1) / 2 * 2) * size_t(s8_packed_k(K)); }
+
+// Symmetric int8 of one row: q = round(x * 127 / max|x|) + bias, so that x ~ scale * (q - bias)
+// with scale = max|x| / 127 (bias 0 for weights; 128 for activations, which vpdpbusd takes
+// unsigned). A row that holds NaN or infinity gets scale NaN, so that every output it touches is
+// NaN, as in fp32; an all-zero row gets scale 0. Rounding is to nearest even in both paths.
+template <class Q>
+static float s8_quantize_row(const float* x, int64_t n, Q* q, int bias) {
+    float amax = 0;
+    bool finite = true;
+    int64_t k = 0;
+#ifdef __AVX512F__
+    __m512 vmax = _mm512_setzero_ps();
+    const __m512 abs_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+    __mmask16 bad = 0;
+    for (; k + 16 <= n; k += 16) {
+        const __m512 a = _mm512_and_ps(_mm512_loadu_ps(x + k), abs_mask);
+        bad |= _mm512_cmp_ps_mask(a, _mm512_set1_ps(std::numeric_limits<float>::max()), _CMP_NLE_UQ);
+        vmax = _mm512_max_ps(vmax, a);
+    }
+    __m256 m8 = _mm256_max_ps(_mm512_castps512_ps256(vmax), _mm512_extractf32x8_ps(vmax, 1));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m8), _mm256_extractf128_ps(m8, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    amax = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
+    finite = bad == 0;
+#endif
+    for (; k < n; k++) {
+        finite = finite && std::isfinite(x[k]);
+        amax = std::max(amax, std::fabs(x[k]));
+    }
+    if (!finite) {
+        std::fill(q, q + n, Q(bias));
+        return std::numeric_limits<float>::quiet_NaN();
+    }
+    const float inv = amax > 0 ? 127.0f / amax : 0.0f;
+    k = 0;
+#ifdef __AVX512F__
+    const __m512 vinv = _mm512_set1_ps(inv);
+    const __m512i vbias = _mm512_set1_epi32(bias);
+    for (; k + 16 <= n; k += 16) {
+        const __m512i r = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + k), vinv)), vbias);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(q + k), _mm512_cvtepi32_epi8(r));
+    }
+#endif
+    for (; k < n; k++) q[k] = Q(int32_t(std::nearbyint(x[k] * inv)) + bias);
+    return amax / 127.0f;
+}
+
+void s8_pack_nt(int64_t N, int64_t K, const float* B, int64_t ldb, int8_t* packed, float* scale, int32_t* rowsum) {
+    const int64_t Kp = s8_packed_k(K), rows = (N + 1) / 2 * 2;
+#pragma omp parallel for schedule(static) if (N * K >= (1 << 20))
+    for (int64_t n = 0; n < rows; n++) {
+        std::vector<int8_t> q(size_t(Kp), 0);
+        if (n < N) scale[n] = s8_quantize_row(B + n * ldb, K, q.data(), 0);
+        int32_t sum = 0;
+        for (int64_t k = 0; k < Kp; k++) {
+            packed[s8_packed_index(n, k, Kp)] = q[size_t(k)];
+            sum += q[size_t(k)];
+        }
+        if (n < N) rowsum[n] = sum;
+    }
+}
+
+void gemm_nt_s8(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const int8_t* Bp,
+                const float* scale, const int32_t* rowsum, float beta, float* C, int64_t ldc) {
+    if (M <= 0 || N <= 0) return;
+    const int64_t Kp = s8_packed_k(K);
+    // Up to 8 rows of A quantized per row and shifted into [1, 255] (zero padding: 128), kept
+    // between calls.
+    thread_local std::vector<uint8_t> a8;
+    float sa[8];
+    for (int64_t m0 = 0; m0 < M; m0 += 8) {
+        const int64_t mb = std::min<int64_t>(8, M - m0);
+        if (a8.size() < size_t(mb * Kp)) a8.resize(size_t(mb * Kp));
+        for (int64_t i = 0; i < mb; i++) {
+            uint8_t* row = a8.data() + i * Kp;
+            sa[i] = s8_quantize_row(A + (m0 + i) * lda, K, row, 128);
+            std::fill(row + K, row + Kp, uint8_t(128));
+        }
+        float* Cm = C + m0 * ldc;
+#if defined(__AVX512F__) && defined(__AVX512VNNI__)
+        if (packed_s8_avx512(mb, N, Kp, alpha, a8.data(), sa, Bp, scale, rowsum, beta, Cm, ldc)) continue;
+#endif
+#pragma omp parallel for schedule(static) if (N * K >= (1 << 16))
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t m = 0; m < mb; m++) {
+                const uint8_t* a = a8.data() + m * Kp;
+                int32_t dot = 0;
+                for (int64_t k = 0; k < Kp; k++) dot += int32_t(a[k]) * int32_t(Bp[s8_packed_index(n, k, Kp)]);
+                float& c = Cm[m * ldc + n];
+                c = alpha * (float(dot - 128 * rowsum[n]) * (sa[m] * scale[n])) + (beta == 0.0f ? 0.0f : beta * c);
+            }
+    }
+}
+
+void gemm_nt_s8_ref(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const int8_t* B,
+                    int64_t ldb, const float* scale, float beta, float* C, int64_t ldc) {
+    std::vector<int8_t> qa(size_t(std::max<int64_t>(K, 1)));
+    for (int64_t i = 0; i < M; i++) {
+        const float sa = s8_quantize_row(A + i * lda, K, qa.data(), 0);
+        for (int64_t j = 0; j < N; j++) {
+            int64_t dot = 0;
+            for (int64_t k = 0; k < K; k++) dot += int64_t(qa[size_t(k)]) * int64_t(B[j * ldb + k]);
+            const float c = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+            C[i * ldc + j] = c + float(double(alpha) * double(sa) * double(scale[j]) * double(dot));
+        }
     }
 }
 

@@ -59,6 +59,27 @@ void sgemm_nt_bf16(int64_t M, int64_t N, int64_t K, float alpha, const float* A,
 void sgemm_nt_bf16_ref(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const uint16_t* B,
                        int64_t ldb, float beta, float* C, int64_t ldc);
 
+// int8 decode weights: each row n of B (N, K) is quantized symmetrically, B[n, k] ~ scale[n] * q[n, k]
+// with q in [-127, 127], into the bf16 panel layout with 64-k blocks (Kp = s8_packed_k(K), a
+// multiple of 64; padding is zero). rowsum[n] = sum_k q[n, k]. gemm_nt_s8 quantizes each row of A
+// the same way on the way in and forms the dot products in exact int32 (AVX512-VNNI vpdpbusd
+// where the CPU has it): C = alpha * sa_i * scale_n * (qa_i . q_n) + beta * C. Per-row weight
+// scales with per-token activation scales, as PyTorch's dynamic int8 quantization of Linear.
+// A quarter of fp32's weight bytes; the error is that of 8-bit rounding on both sides.
+int64_t s8_packed_k(int64_t K);
+size_t s8_packed_size(int64_t N, int64_t K);  // in bytes
+inline size_t s8_packed_index(int64_t n, int64_t k, int64_t Kp) {
+    return size_t((n / 2) * 2 * Kp + (k / 64) * 128 + (n % 2) * 64 + k % 64);
+}
+// scale and rowsum have N entries.
+void s8_pack_nt(int64_t N, int64_t K, const float* B, int64_t ldb, int8_t* packed, float* scale, int32_t* rowsum);
+void gemm_nt_s8(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const int8_t* Bp,
+                const float* scale, const int32_t* rowsum, float beta, float* C, int64_t ldc);
+// The plain reference: B row-major int8 (row stride ldb) with its row scales; A quantized per row
+// as gemm_nt_s8 does; int64 dot products.
+void gemm_nt_s8_ref(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const int8_t* B,
+                    int64_t ldb, const float* scale, float beta, float* C, int64_t ldc);
+
 void sgemm_ref(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 

@@ -122,29 +122,20 @@ Tensor LMModel::embed(const std::vector<int32_t>& ids, int64_t B, int64_t L, int
 
 Tensor LMModel::head(const Tensor& h) const {
     Tensor x = ln_f->forward(h);
-    if (!head_bf16_.empty() && Linear::is_decode_input(x, cfg_.d_model)) return linear_bf16(x, head_bf16_);
+    if (!head_decode_.empty() && Linear::is_decode_input(x, cfg_.d_model)) return linear_decode(x, head_decode_);
     return linear(x, word_embeddings);
 }
 
-DecodeWeights parse_decode_weights(const std::string& name) {
-    if (name == "fp32") return DecodeWeights::fp32;
-    if (name == "bf16") return DecodeWeights::bf16;
-    throw Error(strf("unknown decode weight format '%s' (expected fp32 or bf16)", name.c_str()));
-}
-
-const char* decode_weights_name(DecodeWeights w) { return w == DecodeWeights::bf16 ? "bf16" : "fp32"; }
-
-static void set_linear_decode_bf16(const Module& m, bool on) {
+static void set_linear_decode_weights(const Module& m, DecodeWeights w) {
     for (auto& [name, child] : m.children()) {
-        if (auto* lin = dynamic_cast<Linear*>(child.get())) lin->set_decode_bf16(on);
-        set_linear_decode_bf16(*child, on);
+        if (auto* lin = dynamic_cast<Linear*>(child.get())) lin->set_decode_weights(w);
+        set_linear_decode_weights(*child, w);
     }
 }
 
 void LMModel::set_decode_weights(DecodeWeights w) {
-    const bool bf16 = w == DecodeWeights::bf16;
-    set_linear_decode_bf16(*this, bf16);
-    head_bf16_ = bf16 ? Bf16Weight::from(word_embeddings) : Bf16Weight{};
+    set_linear_decode_weights(*this, w);
+    head_decode_ = DecodeWeight::from(word_embeddings, w);
     decode_weights_ = w;
 }
 

@@ -61,13 +61,6 @@ private:
     Tensor mlp(const Tensor& x) const;
 };
 
-// Weights read by decode steps (inference forwards of at most Linear::kDecodeRows tokens). fp32 is
-// exact; bf16 rounds a copy of every linear layer's weight and of the tied embedding (the output
-// head), which halves the bytes a step streams from memory. Larger forwards (prefill of a prompt
-// longer than that, training) always use fp32.
-enum class DecodeWeights { fp32, bf16 };
-DecodeWeights parse_decode_weights(const std::string& name);  // "fp32" | "bf16", else hippo::Error
-const char* decode_weights_name(DecodeWeights w);
 
 struct LMState {
     int64_t batch = 0;
@@ -94,7 +87,8 @@ public:
     Tensor prefill_last(const std::vector<int32_t>& ids, int64_t B, int64_t L, LMState& st) const;
     Tensor step(const std::vector<int32_t>& ids, LMState& st) const;                           // (B) -> (B, Vpad)
 
-    // Takes the bf16 copies from the current weights (call again after changing them).
+    // Takes the decode copies (bf16 or int8, or none for fp32) of every Linear's weight and of the
+    // tied output head from the current weights (call again after changing them).
     void set_decode_weights(DecodeWeights w);
     DecodeWeights decode_weights() const { return decode_weights_; }
 
@@ -115,7 +109,7 @@ private:
     void init_weights(Rng& rng);
     ModelConfig cfg_;
     DecodeWeights decode_weights_ = DecodeWeights::fp32;
-    Bf16Weight head_bf16_;  // word_embeddings in bf16 when decode_weights_ is bf16
+    DecodeWeight head_decode_;  // word_embeddings in the decode format
 };
 
 // The SSM parameters that train with lr = min(1e-3, lr) and no weight decay (h3.md 1.2/1.3): the

@@ -140,11 +140,11 @@ Linear::Linear(int64_t in_features, int64_t out_features, bool with_bias, Rng& r
 }
 
 Tensor Linear::forward(const Tensor& x) const {
-    if (!weight_bf16_.empty() && is_decode_input(x, in_)) return linear_bf16(x, weight_bf16_, bias);
+    if (!weight_decode_.empty() && is_decode_input(x, in_)) return linear_decode(x, weight_decode_, bias);
     return linear(x, weight, bias);
 }
 
-void Linear::set_decode_bf16(bool on) { weight_bf16_ = on ? Bf16Weight::from(weight) : Bf16Weight{}; }
+void Linear::set_decode_weights(DecodeWeights format) { weight_decode_ = DecodeWeight::from(weight, format); }
 
 std::string Linear::extra_repr() const {
     return strf("in=%lld, out=%lld, bias=%s", (long long)in_, (long long)out_, bias.defined() ? "true" : "false");

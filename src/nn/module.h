@@ -94,9 +94,10 @@ private:
 // y = x W^T + b, weight (out, in), bias (out). Init as torch.nn.Linear: weight kaiming-uniform with
 // a = sqrt(5) (bound 1/sqrt(in)), bias uniform(-1/sqrt(in), 1/sqrt(in)).
 //
-// Decode weights: with set_decode_bf16(true), forward() of at most kDecodeRows rows without
-// gradient (a token-by-token decode step) reads a bf16 copy of the weight taken at that moment,
-// half the memory traffic of fp32; everything else, prefill and training included, stays fp32.
+// Decode weights: with set_decode_weights(bf16 or int8), forward() of at most kDecodeRows rows
+// without gradient (a token-by-token decode step) reads a bf16 or int8 copy of the weight taken at
+// that moment, a half or a quarter of fp32's memory traffic; everything else, prefill and training
+// included, stays fp32.
 class Linear : public Module {
 public:
     static constexpr int64_t kDecodeRows = 8;
@@ -106,8 +107,8 @@ public:
     }
     Linear(int64_t in_features, int64_t out_features, bool bias, Rng& rng);
     Tensor forward(const Tensor& x) const;
-    void set_decode_bf16(bool on);
-    bool decode_bf16() const { return !weight_bf16_.empty(); }
+    void set_decode_weights(DecodeWeights format);
+    DecodeWeights decode_weights() const { return weight_decode_.format; }
     Tensor operator()(const Tensor& x) const { return forward(x); }
     int64_t in_features() const { return in_; }
     int64_t out_features() const { return out_; }
@@ -117,7 +118,7 @@ public:
 
 private:
     int64_t in_, out_;
-    Bf16Weight weight_bf16_;
+    DecodeWeight weight_decode_;
 };
 
 // Layer normalisation over the last dim; weight = 1, bias = 0 (torch.nn.LayerNorm).
