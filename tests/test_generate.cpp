@@ -10,6 +10,7 @@
 
 #include "apps/commands.h"
 #include "apps/model_dir.h"
+#include "bench/bench_generate.h"
 #include "io/file.h"
 #include "models/lm.h"
 #include "nn/checkpoint.h"
@@ -165,4 +166,33 @@ TEST(Import, LogitsMatchThePythonModel) {
         EXPECT_LT(worst / scale, 1e-4) << file << ": max |diff| " << worst << " at scale " << scale;
         fs::remove_all(out);
     }
+}
+
+// hippo bench generate at toy sizes: one hybrid and one Transformer record per format and
+// configuration, with the side-by-side ratio, and the pure-H3 latency records.
+TEST(Bench, GenerateRecordsBothModelsPerFormat) {
+    GenerateShape shape;
+    shape.d_model = 48;
+    shape.n_layer = 4;
+    shape.vocab = 300;
+    std::vector<BenchRecord> recs = bench_generate({8}, {2}, 3, {8}, {"fp32", "int8"}, shape);
+    int hybrid = 0, transformer = 0, h3 = 0;
+    for (const BenchRecord& r : recs) {
+        const std::string w = r.extra.at("weights").get<std::string>();
+        EXPECT_TRUE(w == "fp32" || w == "int8") << w;
+        EXPECT_GT(r.ms, 0.0) << r.name;
+        if (r.name == "generate.hybrid") {
+            hybrid++;
+            EXPECT_GT(r.derived.at("speedup_vs_transformer"), 0.0);
+            EXPECT_NEAR(r.derived.at("tokens_per_s"), 2 * 3 / (r.ms * 1e-3), 1e-6 * r.derived.at("tokens_per_s"));
+        } else if (r.name == "generate.transformer") {
+            transformer++;
+            EXPECT_EQ(r.derived.count("speedup_vs_transformer"), 0u);
+        } else if (r.name == "generate.h3") {
+            h3++;
+        }
+    }
+    EXPECT_EQ(hybrid, 2);
+    EXPECT_EQ(transformer, 2);
+    EXPECT_EQ(h3, 2);
 }

@@ -57,7 +57,8 @@ int cmd_bench(int argc, char** argv) {
         "  attention    tiled / materialised / decode / block-sparse / linear attention (--L ...)\n"
         "  generate     decoding throughput, hybrid H3 vs Transformer (125M shapes, random weights)\n"
         "               (--prompts 128,512,1536,4096 --batches 1,8 --gen 128 --contexts 128,8192\n"
-        "               --decode-weights fp32,bf16,int8: each record once per weight format)\n"
+        "               --decode-weights fp32,bf16,int8: each record once per weight format;\n"
+        "               --d-model 768 --layers 12 --vocab 50257: other shapes, 12 heads)\n"
         "  train        LM training steps with AdamW, tokens/s and time inside GEMMs\n"
         "               (--models h3,hybrid,transformer --L 2048 --d-model 768 --layers 12 --vocab 50257)\n"
         "  allreduce    (under mpirun -np K) all-reduce and reduce-scatter+all-gather bandwidth, results checked\n"
@@ -95,9 +96,13 @@ int cmd_bench(int argc, char** argv) {
     } else if (name == "attention") {
         append(recs, bench_attention(args.get_int_list("L", {1024, 2048, 4096, 16384, 65536})));
     } else if (name == "generate") {
+        GenerateShape shape;
+        shape.d_model = args.get_int("d-model", shape.d_model);
+        shape.n_layer = args.get_int("layers", shape.n_layer);
+        shape.vocab = args.get_int("vocab", shape.vocab);
         append(recs, bench_generate(args.get_int_list("prompts", {128, 512, 1536, 4096}), args.get_int_list("batches", {1, 8}),
                                     args.get_int("gen", 128), args.get_int_list("contexts", {128, 8192}),
-                                    args.get_list("decode-weights", "fp32,bf16,int8")));
+                                    args.get_list("decode-weights", "fp32,bf16,int8"), shape));
     } else if (name == "train") {
         append(recs, bench_train(args.get_list("models", "h3,hybrid,transformer"), args.get_int("L", 2048), args.get_int("d-model", 768),
                                  args.get_int("layers", 12), args.get_int("vocab", 50257)));

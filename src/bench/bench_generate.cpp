@@ -11,12 +11,12 @@ namespace hippo {
 
 namespace {
 
-ModelConfig shape_125m(bool transformer, bool pure_h3) {
+ModelConfig bench_shape(const GenerateShape& shape, bool transformer, bool pure_h3) {
     ModelConfig cfg;
-    cfg.d_model = 768;
-    cfg.n_layer = 12;
-    cfg.vocab_size = 50257;
-    cfg.attn.num_heads = 12;
+    cfg.d_model = shape.d_model;
+    cfg.n_layer = shape.n_layer;
+    cfg.vocab_size = shape.vocab;
+    cfg.attn.num_heads = shape.heads;
     cfg.embed_dropout = cfg.resid_dropout = 0;
     if (transformer) {
         cfg.name = "transformer";
@@ -24,14 +24,14 @@ ModelConfig shape_125m(bool transformer, bool pure_h3) {
     } else {
         cfg.name = pure_h3 ? "h3" : "hybrid";
         cfg.mixer = MixerKind::h3;
-        if (!pure_h3) cfg.attn_layer_idx = {6};
+        if (!pure_h3) cfg.attn_layer_idx = {shape.n_layer / 2};  // 6 of 12, as the released 125M hybrid
     }
     return cfg;
 }
 
-std::vector<int32_t> random_ids(int64_t n, Rng& rng) {
+std::vector<int32_t> random_ids(int64_t n, int64_t vocab, Rng& rng) {
     std::vector<int32_t> v(static_cast<size_t>(n));
-    for (auto& t : v) t = int32_t(rng.below(50257));
+    for (auto& t : v) t = int32_t(rng.below(uint64_t(vocab)));
     return v;
 }
 
@@ -57,7 +57,8 @@ double decode_weight_bytes(const LMModel& m, DecodeWeights fmt) {
 
 std::vector<BenchRecord> bench_generate(const std::vector<long long>& prompts, const std::vector<long long>& batches,
                                         long long gen_len, const std::vector<long long>& h3_contexts,
-                                        const std::vector<std::string>& weights) {
+                                        const std::vector<std::string>& weights, const GenerateShape& shape) {
+    const int64_t D = shape.d_model, V = shape.vocab;
     std::vector<BenchRecord> out;
     std::vector<DecodeWeights> formats;
     for (auto& w : weights) formats.push_back(parse_decode_weights(w));
@@ -68,7 +69,7 @@ std::vector<BenchRecord> bench_generate(const std::vector<long long>& prompts, c
     // Both models side by side, their decode steps interleaved in rounds of kRound tokens, so that
     // the machine's drifting bandwidth (a shared host) weighs on both alike and the ratio is fair.
     constexpr long long kRound = 16;
-    LMModel hybrid(shape_125m(false, false), 1), transformer(shape_125m(true, false), 1);
+    LMModel hybrid(bench_shape(shape, false, false), 1), transformer(bench_shape(shape, true, false), 1);
     hybrid.eval();
     transformer.eval();
     LMModel* models[2] = {&hybrid, &transformer};
@@ -80,28 +81,28 @@ std::vector<BenchRecord> bench_generate(const std::vector<long long>& prompts, c
                 std::vector<int32_t> next[2];
                 double prefill_s[2], decode_s[2] = {0, 0};
                 for (int i = 0; i < 2; i++) {
-                    std::vector<int32_t> ids = random_ids(B * P, rng);
+                    std::vector<int32_t> ids = random_ids(B * P, V, rng);
                     double t0 = now_seconds();
                     Tensor logits = models[i]->prefill_last(ids, B, P, st[i]);
                     prefill_s[i] = now_seconds() - t0;
-                    next[i] = argmax_rows(logits, 50257);
+                    next[i] = argmax_rows(logits, V);
                 }
                 for (long long done = 0; done < gen_len; done += kRound)
                     for (int i = 0; i < 2; i++) {
                         double t0 = now_seconds();
                         for (long long k = done; k < std::min(gen_len, done + kRound); k++)
-                            next[i] = argmax_rows(models[i]->step(next[i], st[i]), 50257);
+                            next[i] = argmax_rows(models[i]->step(next[i], st[i]), V);
                         decode_s[i] += now_seconds() - t0;
                     }
                 for (int i = 0; i < 2; i++) {
                     const bool is_transformer = i == 1;
-                    const int64_t n_attn = is_transformer ? 12 : 1;
+                    const int64_t n_attn = is_transformer ? shape.n_layer : 1;
                     const double decode_ms = decode_s[i] * 1e3;
                     const double ctx = double(P + gen_len / 2);  // mean context while decoding
-                    const double kv_bytes = 2.0 * double(n_attn) * double(B) * ctx * 768.0 * 4.0;
+                    const double kv_bytes = 2.0 * double(n_attn) * double(B) * ctx * double(D) * 4.0;
                     BenchRecord r;
                     r.name = is_transformer ? "generate.transformer" : "generate.hybrid";
-                    r.shape = {{"B", B}, {"L", P}, {"D", 768}};
+                    r.shape = {{"B", B}, {"L", P}, {"D", D}};
                     r.pass = "step";
                     r.ms = decode_ms;
                     r.runs = 1;
@@ -109,7 +110,7 @@ std::vector<BenchRecord> bench_generate(const std::vector<long long>& prompts, c
                     r.derived["ms_per_token"] = decode_ms / double(gen_len);
                     r.derived["tokens_per_s"] = double(B * gen_len) / decode_s[i];
                     r.derived["total_tokens_per_s"] = double(B * gen_len) / (prefill_s[i] + decode_s[i]);
-                    r.derived["kv_mb"] = 2.0 * double(n_attn) * double(B) * double(P + gen_len) * 768.0 * 4.0 / (1 << 20);
+                    r.derived["kv_mb"] = 2.0 * double(n_attn) * double(B) * double(P + gen_len) * double(D) * 4.0 / (1 << 20);
                     if (bw_gbps > 0)
                         r.derived["mem_bound_ms"] =
                             (decode_weight_bytes(*models[i], fmt) + kv_bytes) / (bw_gbps * 1e9) * 1e3;
@@ -122,26 +123,26 @@ std::vector<BenchRecord> bench_generate(const std::vector<long long>& prompts, c
             }
     }
     // Pure H3: latency per token does not depend on the context.
-    LMModel h3(shape_125m(false, true), 1);
+    LMModel h3(bench_shape(shape, false, true), 1);
     h3.eval();
     for (DecodeWeights fmt : formats) {
         h3.set_decode_weights(fmt);
         for (long long ctx : h3_contexts) {
-            std::vector<int32_t> ids = random_ids(ctx, rng);
+            std::vector<int32_t> ids = random_ids(ctx, V, rng);
             LMState st = h3.new_state(1, ctx + 64);
             Tensor logits = h3.prefill_last(ids, 1, ctx, st);
-            std::vector<int32_t> next = argmax_rows(logits, 50257);
-            for (int i = 0; i < 4; i++) next = argmax_rows(h3.step(next, st), 50257);  // warm-up
+            std::vector<int32_t> next = argmax_rows(logits, V);
+            for (int i = 0; i < 4; i++) next = argmax_rows(h3.step(next, st), V);  // warm-up
             std::vector<double> lat;
             for (int i = 0; i < 32; i++) {
                 double t0 = now_seconds();
-                next = argmax_rows(h3.step(next, st), 50257);
+                next = argmax_rows(h3.step(next, st), V);
                 lat.push_back((now_seconds() - t0) * 1e3);
             }
             std::sort(lat.begin(), lat.end());
             BenchRecord r;
             r.name = "generate.h3";
-            r.shape = {{"B", 1}, {"L", ctx}, {"D", 768}};
+            r.shape = {{"B", 1}, {"L", ctx}, {"D", D}};
             r.pass = "step";
             r.ms = lat[lat.size() / 2];
             r.runs = int(lat.size());
