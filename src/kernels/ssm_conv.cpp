@@ -30,12 +30,12 @@ struct ChunkSetup {
         : Hk(s.kernels()), M(p.M), T(std::min(chunk, s.L)), n(fftconv_fft_size(T)), stride(pad16(n + 2)), fft(n),
           Kf(size_t(Hk * (n + 2))), dA(size_t(Hk * M)), dB(size_t(Hk * M)), W(size_t(Hk * M)),
           log_dA(size_t(Hk * M)) {
-        Buffer<float> K(size_t(Hk * T));
-        s4d_kernel_forward(K.data(), p.log_dt, p.inv_A_real, p.A_imag, p.B, p.C, Hk, M, T, p.disc);
-        fftconv_kernel_spectrum(Kf.data(), K.data(), Hk, T, fft);
         s4d_discretize(dA.data(), dB.data(), W.data(), p.log_dt, p.inv_A_real, p.A_imag, p.B, p.C, Hk, M, p.disc);
         s4d_log_dA(log_dA.data(), p.log_dt, p.inv_A_real, p.A_imag, Hk, M, p.disc);
         pw = ModalPowers(log_dA.data(), Hk, M);
+        Buffer<float> K(size_t(Hk * T));  // the kernel's first chunk, from the same modal powers
+        s4d_kernel_eval(K.data(), pw, W.data(), T);
+        fftconv_kernel_spectrum(Kf.data(), K.data(), Hk, T, fft);
     }
     const float* kf(int64_t h) const { return Kf.data() + h * (n + 2); }
     // dA^Tc for a chunk of length Tc.

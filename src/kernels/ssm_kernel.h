@@ -20,6 +20,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/alloc.h"
+
 namespace hippo {
 
 enum class Discretization { bilinear, zoh };
@@ -72,8 +74,11 @@ private:
     int64_t H_ = 0, M_ = 0, Mp_ = 0;  // Mp_: M rounded up to 16 (mode-vectorised loops)
     // z^j, j < kTable, in two layouts: time-contiguous per mode for eval() (vectorised over time)
     // and mode-contiguous per time step for sums() (vectorised over modes, no horizontal sums).
-    std::vector<float> tr_, ti_;  // (H, M, kTable)
-    std::vector<float> mr_, mi_;  // (H, kTable, Mp)
+    // From the caching allocator: the tables are rebuilt on every forward (6 MB each at H = 768,
+    // M = 32), and fresh pages from the OS cost more to fault in than the tables cost to compute
+    // (a 128-token prefill of the hybrid 125M model: 750 -> see the commit).
+    Buffer<float> tr_, ti_;  // (H, M, kTable)
+    Buffer<float> mr_, mi_;  // (H, kTable, Mp), zero past M
     std::vector<std::complex<double>> log_z_;  // (H, M)
     std::vector<double> step_re_, step_im_;    // (H, Mp): z^kTable
 };
@@ -81,6 +86,10 @@ private:
 // log(dA) of every mode: (H, M).
 void s4d_log_dA(std::complex<double>* log_dA, const float* log_dt, const float* inv_A_real, const float* A_imag,
                 int64_t H, int64_t M, Discretization disc);
+
+// K (H, L) = 2 Re sum_m W[h, m] z[h, m]^l from modal powers already built (H = pw.heads()); what
+// s4d_kernel_forward does after discretising. Threads split heads.
+void s4d_kernel_eval(float* K, const ModalPowers& pw, const std::complex<double>* W, int64_t L);
 
 // Gradients of the parameters from the power sums of a loss through K_l = 2 Re(sum_m W_m z_m^l):
 // S0[h,m] = sum_l g_l z^l and S1[h,m] = sum_l g_l l z^l where g_l = dLoss/dK_l (summed over all
