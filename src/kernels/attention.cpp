@@ -10,8 +10,8 @@
 #include "common/check.h"
 #include "common/rng.h"
 
+#include "common/simd.h"
 #ifdef __AVX512F__
-#include <immintrin.h>
 
 #include "kernels/simd_math.h"
 #endif

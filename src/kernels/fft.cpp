@@ -31,13 +31,7 @@
 #include "common/alloc.h"
 #include "common/check.h"
 
-#ifdef __AVX512F__
-#include <immintrin.h>
-// GCC 12 warns about the deliberately undefined pass-through operand inside the AVX-512 intrinsic
-// headers (_mm512_undefined_ps) once they are inlined here; a known false positive.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
+#include "common/simd.h"
 
 namespace hippo {
 

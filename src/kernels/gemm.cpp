@@ -14,15 +14,7 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-#ifdef __AVX512F__
-// GCC 12's AVX-512 intrinsics pass an "undefined" source register that -Wuninitialized reports
-// once inlined (GCC bug 105593, fixed in 13); the pragma covers the header's own lines only.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-#endif
+#include "common/simd.h"
 
 namespace hippo {
 

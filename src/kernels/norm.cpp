@@ -4,13 +4,7 @@
 #include <cmath>
 #include <limits>
 
-#ifdef __AVX512F__
-// GCC 12's _mm512_reduce_{add,max}_ps / _mm512_max_ps expand to builtins with an undefined
-// pass-through operand, which -Wmaybe-uninitialized reports falsely once inlined.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#include <immintrin.h>
-#endif
+#include "common/simd.h"
 
 namespace hippo {
 

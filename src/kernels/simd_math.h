@@ -17,8 +17,8 @@
 // NaN inputs give NaN outputs (vminps/vmaxps keep the second operand, so clamps put x second).
 #pragma once
 
+#include "common/simd.h"
 #ifdef __AVX512F__
-#include <immintrin.h>
 
 namespace hippo::simd {
 

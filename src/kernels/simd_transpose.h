@@ -1,8 +1,8 @@
 // In-register transposes for moving data between time-major (B, L, C) tensors and per-channel
 // rows, as the fused convolution kernels do.
 #pragma once
+#include "common/simd.h"
 #ifdef __AVX512F__
-#include <immintrin.h>
 
 namespace hippo {
 

@@ -3,9 +3,7 @@
 #include <cmath>
 #include <vector>
 
-#ifdef __AVX512F__
-#include <immintrin.h>
-#endif
+#include "common/simd.h"
 
 namespace hippo {
 

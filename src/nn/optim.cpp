@@ -11,9 +11,7 @@
 
 #include <cmath>
 #include <cstring>
-#ifdef __AVX512F__
-#include <immintrin.h>
-#endif
+#include "common/simd.h"
 #include <unordered_set>
 
 namespace hippo {

@@ -2,9 +2,7 @@
 
 #include <cmath>
 
-#ifdef __AVX512F__
-#include <immintrin.h>
-#endif
+#include "common/simd.h"
 
 #include "autograd/ops.h"
 #include "kernels/ssm_kernel.h"
