@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "autograd/ops.h"
+#include "common/runtime.h"
 #include "gradcheck.h"
 #include "nn/ssm_layers.h"
 
@@ -110,6 +111,27 @@ TEST_P(H3Modes, Causal) {
             EXPECT_GT(diff, 1e-3);
         }
     }
+}
+
+// Batches that the step splits into groups of sequences sharing one read of the parameters: with
+// one thread, batch 3 is one group of 3, batch 6 groups of 4 and 2, batch 9 groups of 4, 4, 1. Each
+// sequence's step output must equal its own parallel-mode output.
+TEST_P(H3Modes, GroupedStepsEqualParallel) {
+    const int64_t P = GetParam(), d = 8, L = 12;
+    const int threads = num_threads();
+    set_num_threads(1);
+    for (int64_t Bn : {3, 6, 9}) {
+        SCOPED_TRACE("batch " + std::to_string(Bn));
+        Rng rng(uint64_t(5 + Bn));
+        H3 layer(small_h3(d, P, 20), rng);
+        Tensor u = randn({Bn, L, d}, rng);
+        NoGradGuard ng;
+        Tensor y = layer.forward(u);
+        H3State st = layer.new_state(Bn);
+        for (int64_t t = 0; t < L; t++)
+            EXPECT_LT(test::max_rel_diff(layer.step(time_slice(u, t), st), time_slice(y, t)), 1e-4) << "t=" << t;
+    }
+    set_num_threads(threads);
 }
 
 INSTANTIATE_TEST_SUITE_P(HeadDim, H3Modes, ::testing::Values(1, 2));
