@@ -92,7 +92,9 @@ TEST(Synthetic, AssocRecallRules) {
                 ASSERT_LE(v, 8);
                 keys_seen.insert(k);
                 vals_seen.insert(v);
-                if (m.count(k)) ASSERT_EQ(m[k], v);  // one map per sequence
+                if (m.count(k)) {
+                    ASSERT_EQ(m[k], v);  // one map per sequence
+                }
                 m[k] = v;
             }
             ASSERT_EQ(in[20], pre);

@@ -6,11 +6,8 @@
 #include <cstdlib>
 #include <vector>
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
-
 #include "common/alloc.h"
+#include "common/simd.h"
 #include "common/check.h"
 #include "common/rng.h"
 #include "common/runtime.h"
