@@ -151,67 +151,28 @@ static inline void few_rows_tile(int64_t K, const float* A, int64_t lda, const f
         for (int j = 0; j < NR; j++) out[i][j] = _mm512_reduce_add_ps(acc[i][j]);
 }
 
-#ifdef __AVX512BF16__
-// The bf16 tile reads B from the packed layout (gemm.h): a panel of 2 rows is one contiguous run of
-// 128-byte k-blocks, so a thread's share of B is a single sequential stream. Streaming two rows
-// side by side from their row-major places (1.5 KB apart at K = 768) reached 23 GB/s here against
-// 35 GB/s for one prefetched stream. vdpbf16ps multiplies 32 bf16 pairs exactly and adds each
-// adjacent pair of products into one of 16 fp32 lanes: one instruction does the work of two FMAs.
-// A holds MR rows of Kp bf16 (zero padded like B, so no tail masking is needed).
-template <int MR, int NR>
-static inline void packed_bf16_tile(int64_t Kp, const uint16_t* A, const uint16_t* P, float out[MR][NR]) {
-    static_assert(NR % 2 == 0, "whole panels of 2 rows");
-    constexpr int NP = NR / 2;
-    // Prefetch distances along each panel, in bf16 elements: 2 KB ahead into L1 and 16 KB ahead into
-    // L2, so that enough misses are in flight to stream at full bandwidth. Measured at M = 8 on the
-    // 125M shapes: 180-210 GFLOP/s with the L1 prefetch alone, 210-270 with both.
-    constexpr int64_t kAheadL1 = 1024, kAheadL2 = 8192;
-    const int64_t pstride = 2 * Kp;
-    __m512 acc[MR][NR];
-    for (int i = 0; i < MR; i++)
-        for (int j = 0; j < NR; j++) acc[i][j] = _mm512_setzero_ps();
-    for (int64_t k = 0; k < Kp; k += 32) {
-        __m512bh b[NR];
-        for (int q = 0; q < NP; q++) {
-            const uint16_t* blk = P + q * pstride + 2 * k;
-            b[2 * q] = (__m512bh)_mm512_loadu_si512(blk);
-            b[2 * q + 1] = (__m512bh)_mm512_loadu_si512(blk + 32);
-            _mm_prefetch(reinterpret_cast<const char*>(blk + kAheadL1), _MM_HINT_T0);
-            _mm_prefetch(reinterpret_cast<const char*>(blk + kAheadL1 + 32), _MM_HINT_T0);
-            _mm_prefetch(reinterpret_cast<const char*>(blk + kAheadL2), _MM_HINT_T1);
-            _mm_prefetch(reinterpret_cast<const char*>(blk + kAheadL2 + 32), _MM_HINT_T1);
-        }
-        for (int i = 0; i < MR; i++) {
-            __m512i a = _mm512_loadu_si512(A + i * Kp + k);
-            asm("" : "+v"(a));  // one load per A vector, not one folded into each of the NR products
-            for (int j = 0; j < NR; j++) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], (__m512bh)a, b[j]);
-        }
-    }
-    for (int i = 0; i < MR; i++)
-        for (int j = 0; j < NR; j++) out[i][j] = _mm512_reduce_add_ps(acc[i][j]);
-}
-
-template <int MR>
-static void packed_bf16_rows(int64_t N, int64_t Kp, float alpha, const uint16_t* A, const uint16_t* Bp, float beta,
-                             float* C, int64_t ldc) {
+// The packed decode GEMMs (bf16 and int8) share their walk over B: tiles of MR rows of A by NR rows
+// of B (whole 2-row panels of Kp each), threads splitting the tiles, the last partial tile done one
+// panel at a time. Tile::run<MR, NR>(Kp, A, panel, out) computes a tile's dot products;
+// store(n, i, dot) turns one into C[i, n]. Threaded once B is 128 KiB or more.
+template <class Tile, int MR, class Store>
+static void packed_tiles(int64_t N, int64_t Kp, const typename Tile::AType* A, const typename Tile::BType* Bp,
+                         const Store& store) {
+    using Out = typename Tile::Out;
     constexpr int NR = MR <= 2 ? 8 : (MR <= 4 ? 4 : 2);
     const int64_t tiles = (N + NR - 1) / NR;
-    auto store = [&](int64_t n, int i, float v) {
-        float& c = C[i * ldc + n];
-        c = alpha * v + (beta == 0.0f ? 0.0f : beta * c);
-    };
-#pragma omp parallel for schedule(static) if (N * Kp >= (1 << 16))
+#pragma omp parallel for schedule(static) if (N * Kp * int64_t(sizeof(typename Tile::BType)) >= (1 << 17))
     for (int64_t t = 0; t < tiles; t++) {
         const int64_t n0 = t * NR;
         if (n0 + NR <= N) {
-            float out[MR][NR];
-            packed_bf16_tile<MR, NR>(Kp, A, Bp + n0 * Kp, out);
+            Out out[MR][NR];
+            Tile::template run<MR, NR>(Kp, A, Bp + n0 * Kp, out);
             for (int i = 0; i < MR; i++)
                 for (int j = 0; j < NR; j++) store(n0 + j, i, out[i][j]);
         } else {
-            for (int64_t n = n0; n < N; n += 2) {  // the last, partial tile: one panel at a time
-                float out[MR][2];
-                packed_bf16_tile<MR, 2>(Kp, A, Bp + n * Kp, out);
+            for (int64_t n = n0; n < N; n += 2) {
+                Out out[MR][2];
+                Tile::template run<MR, 2>(Kp, A, Bp + n * Kp, out);
                 for (int i = 0; i < MR; i++)
                     for (int j = 0; j < 2 && n + j < N; j++) store(n + j, i, out[i][j]);
             }
@@ -219,20 +180,67 @@ static void packed_bf16_rows(int64_t N, int64_t Kp, float alpha, const uint16_t*
     }
 }
 
-static bool packed_bf16_avx512(int64_t M, int64_t N, int64_t Kp, float alpha, const uint16_t* A, const uint16_t* Bp,
-                               float beta, float* C, int64_t ldc) {
+// packed_tiles for M = 1..8 rows of A (false for more).
+template <class Tile, class Store>
+static bool packed_tiles_rows(int64_t M, int64_t N, int64_t Kp, const typename Tile::AType* A,
+                              const typename Tile::BType* Bp, const Store& store) {
     switch (M) {
-        case 1: packed_bf16_rows<1>(N, Kp, alpha, A, Bp, beta, C, ldc); return true;
-        case 2: packed_bf16_rows<2>(N, Kp, alpha, A, Bp, beta, C, ldc); return true;
-        case 3: packed_bf16_rows<3>(N, Kp, alpha, A, Bp, beta, C, ldc); return true;
-        case 4: packed_bf16_rows<4>(N, Kp, alpha, A, Bp, beta, C, ldc); return true;
-        case 5: packed_bf16_rows<5>(N, Kp, alpha, A, Bp, beta, C, ldc); return true;
-        case 6: packed_bf16_rows<6>(N, Kp, alpha, A, Bp, beta, C, ldc); return true;
-        case 7: packed_bf16_rows<7>(N, Kp, alpha, A, Bp, beta, C, ldc); return true;
-        case 8: packed_bf16_rows<8>(N, Kp, alpha, A, Bp, beta, C, ldc); return true;
+        case 1: packed_tiles<Tile, 1>(N, Kp, A, Bp, store); return true;
+        case 2: packed_tiles<Tile, 2>(N, Kp, A, Bp, store); return true;
+        case 3: packed_tiles<Tile, 3>(N, Kp, A, Bp, store); return true;
+        case 4: packed_tiles<Tile, 4>(N, Kp, A, Bp, store); return true;
+        case 5: packed_tiles<Tile, 5>(N, Kp, A, Bp, store); return true;
+        case 6: packed_tiles<Tile, 6>(N, Kp, A, Bp, store); return true;
+        case 7: packed_tiles<Tile, 7>(N, Kp, A, Bp, store); return true;
+        case 8: packed_tiles<Tile, 8>(N, Kp, A, Bp, store); return true;
         default: return false;
     }
 }
+
+#ifdef __AVX512BF16__
+// The bf16 tile reads B from the packed layout (gemm.h): a panel of 2 rows is one contiguous run of
+// 128-byte k-blocks, so a thread's share of B is a single sequential stream. Streaming two rows
+// side by side from their row-major places (1.5 KB apart at K = 768) reached 23 GB/s here against
+// 35 GB/s for one prefetched stream. vdpbf16ps multiplies 32 bf16 pairs exactly and adds each
+// adjacent pair of products into one of 16 fp32 lanes: one instruction does the work of two FMAs.
+// A holds MR rows of Kp bf16 (zero padded like B, so no tail masking is needed).
+struct PackedBf16Tile {
+    using AType = uint16_t;
+    using BType = uint16_t;
+    using Out = float;
+    template <int MR, int NR>
+    static void run(int64_t Kp, const uint16_t* A, const uint16_t* P, float out[MR][NR]) {
+        static_assert(NR % 2 == 0, "whole panels of 2 rows");
+        constexpr int NP = NR / 2;
+        // Prefetch distances along each panel, in bf16 elements: 2 KB ahead into L1 and 16 KB ahead into
+        // L2, so that enough misses are in flight to stream at full bandwidth. Measured at M = 8 on the
+        // 125M shapes: 180-210 GFLOP/s with the L1 prefetch alone, 210-270 with both.
+        constexpr int64_t kAheadL1 = 1024, kAheadL2 = 8192;
+        const int64_t pstride = 2 * Kp;
+        __m512 acc[MR][NR];
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < NR; j++) acc[i][j] = _mm512_setzero_ps();
+        for (int64_t k = 0; k < Kp; k += 32) {
+            __m512bh b[NR];
+            for (int q = 0; q < NP; q++) {
+                const uint16_t* blk = P + q * pstride + 2 * k;
+                b[2 * q] = (__m512bh)_mm512_loadu_si512(blk);
+                b[2 * q + 1] = (__m512bh)_mm512_loadu_si512(blk + 32);
+                _mm_prefetch(reinterpret_cast<const char*>(blk + kAheadL1), _MM_HINT_T0);
+                _mm_prefetch(reinterpret_cast<const char*>(blk + kAheadL1 + 32), _MM_HINT_T0);
+                _mm_prefetch(reinterpret_cast<const char*>(blk + kAheadL2), _MM_HINT_T1);
+                _mm_prefetch(reinterpret_cast<const char*>(blk + kAheadL2 + 32), _MM_HINT_T1);
+            }
+            for (int i = 0; i < MR; i++) {
+                __m512i a = _mm512_loadu_si512(A + i * Kp + k);
+                asm("" : "+v"(a));  // one load per A vector, not one folded into each of the NR products
+                for (int j = 0; j < NR; j++) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], (__m512bh)a, b[j]);
+            }
+        }
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < NR; j++) out[i][j] = _mm512_reduce_add_ps(acc[i][j]);
+    }
+};
 #endif
 
 #ifdef __AVX512VNNI__
@@ -241,80 +249,40 @@ static bool packed_bf16_avx512(int64_t M, int64_t N, int64_t Kp, float alpha, co
 // integer arithmetic (|sum| <= 255 * 127 * K, no overflow below K = 66,000). A is the activations
 // shifted by +128 into [1, 255]; the caller takes 128 * rowsum(B) back off. Panels as in the bf16
 // layout, with 64-k blocks (128 bytes per panel).
-template <int MR, int NR>
-static inline void packed_s8_tile(int64_t Kp, const uint8_t* A, const int8_t* P, int32_t out[MR][NR]) {
-    static_assert(NR % 2 == 0, "whole panels of 2 rows");
-    constexpr int NP = NR / 2;
-    constexpr int64_t kAheadL1 = 2048, kAheadL2 = 16384;  // bytes, as the bf16 tile's
-    const int64_t pstride = 2 * Kp;
-    __m512i acc[MR][NR];
-    for (int i = 0; i < MR; i++)
-        for (int j = 0; j < NR; j++) acc[i][j] = _mm512_setzero_si512();
-    for (int64_t k = 0; k < Kp; k += 64) {
-        __m512i b[NR];
-        for (int q = 0; q < NP; q++) {
-            const int8_t* blk = P + q * pstride + 2 * k;
-            b[2 * q] = _mm512_loadu_si512(blk);
-            b[2 * q + 1] = _mm512_loadu_si512(blk + 64);
-            _mm_prefetch(reinterpret_cast<const char*>(blk + kAheadL1), _MM_HINT_T0);
-            _mm_prefetch(reinterpret_cast<const char*>(blk + kAheadL1 + 64), _MM_HINT_T0);
-            _mm_prefetch(reinterpret_cast<const char*>(blk + kAheadL2), _MM_HINT_T1);
-            _mm_prefetch(reinterpret_cast<const char*>(blk + kAheadL2 + 64), _MM_HINT_T1);
-        }
-        for (int i = 0; i < MR; i++) {
-            __m512i a = _mm512_loadu_si512(A + i * Kp + k);
-            asm("" : "+v"(a));
-            for (int j = 0; j < NR; j++) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], a, b[j]);
-        }
-    }
-    for (int i = 0; i < MR; i++)
-        for (int j = 0; j < NR; j++) out[i][j] = _mm512_reduce_add_epi32(acc[i][j]);
-}
-
-// C = alpha * sa[i] * sb[n] * (dot - 128 * rowsum[n]) + beta * C.
-template <int MR>
-static void packed_s8_rows(int64_t N, int64_t Kp, float alpha, const uint8_t* A, const float* sa, const int8_t* Bp,
-                           const float* sb, const int32_t* rowsum, float beta, float* C, int64_t ldc) {
-    constexpr int NR = MR <= 2 ? 8 : (MR <= 4 ? 4 : 2);
-    const int64_t tiles = (N + NR - 1) / NR;
-    auto store = [&](int64_t n, int i, int32_t dot) {
-        float& c = C[i * ldc + n];
-        const float v = float(dot - 128 * rowsum[n]) * (sa[i] * sb[n]);
-        c = alpha * v + (beta == 0.0f ? 0.0f : beta * c);
-    };
-#pragma omp parallel for schedule(static) if (N * Kp >= (1 << 17))
-    for (int64_t t = 0; t < tiles; t++) {
-        const int64_t n0 = t * NR;
-        if (n0 + NR <= N) {
-            int32_t out[MR][NR];
-            packed_s8_tile<MR, NR>(Kp, A, Bp + n0 * Kp, out);
-            for (int i = 0; i < MR; i++)
-                for (int j = 0; j < NR; j++) store(n0 + j, i, out[i][j]);
-        } else {
-            for (int64_t n = n0; n < N; n += 2) {
-                int32_t out[MR][2];
-                packed_s8_tile<MR, 2>(Kp, A, Bp + n * Kp, out);
-                for (int i = 0; i < MR; i++)
-                    for (int j = 0; j < 2 && n + j < N; j++) store(n + j, i, out[i][j]);
+struct PackedS8Tile {
+    using AType = uint8_t;
+    using BType = int8_t;
+    using Out = int32_t;
+    template <int MR, int NR>
+    static void run(int64_t Kp, const uint8_t* A, const int8_t* P, int32_t out[MR][NR]) {
+        static_assert(NR % 2 == 0, "whole panels of 2 rows");
+        constexpr int NP = NR / 2;
+        constexpr int64_t kAheadL1 = 2048, kAheadL2 = 16384;  // bytes, as the bf16 tile's
+        const int64_t pstride = 2 * Kp;
+        __m512i acc[MR][NR];
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < NR; j++) acc[i][j] = _mm512_setzero_si512();
+        for (int64_t k = 0; k < Kp; k += 64) {
+            __m512i b[NR];
+            for (int q = 0; q < NP; q++) {
+                const int8_t* blk = P + q * pstride + 2 * k;
+                b[2 * q] = _mm512_loadu_si512(blk);
+                b[2 * q + 1] = _mm512_loadu_si512(blk + 64);
+                _mm_prefetch(reinterpret_cast<const char*>(blk + kAheadL1), _MM_HINT_T0);
+                _mm_prefetch(reinterpret_cast<const char*>(blk + kAheadL1 + 64), _MM_HINT_T0);
+                _mm_prefetch(reinterpret_cast<const char*>(blk + kAheadL2), _MM_HINT_T1);
+                _mm_prefetch(reinterpret_cast<const char*>(blk + kAheadL2 + 64), _MM_HINT_T1);
+            }
+            for (int i = 0; i < MR; i++) {
+                __m512i a = _mm512_loadu_si512(A + i * Kp + k);
+                asm("" : "+v"(a));
+                for (int j = 0; j < NR; j++) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], a, b[j]);
             }
         }
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < NR; j++) out[i][j] = _mm512_reduce_add_epi32(acc[i][j]);
     }
-}
-
-static bool packed_s8_avx512(int64_t M, int64_t N, int64_t Kp, float alpha, const uint8_t* A, const float* sa,
-                             const int8_t* Bp, const float* sb, const int32_t* rowsum, float beta, float* C, int64_t ldc) {
-    switch (M) {
-        case 1: packed_s8_rows<1>(N, Kp, alpha, A, sa, Bp, sb, rowsum, beta, C, ldc); return true;
-        case 2: packed_s8_rows<2>(N, Kp, alpha, A, sa, Bp, sb, rowsum, beta, C, ldc); return true;
-        case 3: packed_s8_rows<3>(N, Kp, alpha, A, sa, Bp, sb, rowsum, beta, C, ldc); return true;
-        case 4: packed_s8_rows<4>(N, Kp, alpha, A, sa, Bp, sb, rowsum, beta, C, ldc); return true;
-        case 5: packed_s8_rows<5>(N, Kp, alpha, A, sa, Bp, sb, rowsum, beta, C, ldc); return true;
-        case 6: packed_s8_rows<6>(N, Kp, alpha, A, sa, Bp, sb, rowsum, beta, C, ldc); return true;
-        case 7: packed_s8_rows<7>(N, Kp, alpha, A, sa, Bp, sb, rowsum, beta, C, ldc); return true;
-        case 8: packed_s8_rows<8>(N, Kp, alpha, A, sa, Bp, sb, rowsum, beta, C, ldc); return true;
-        default: return false;
-    }
-}
+};
 #endif
 
 template <int MR>
@@ -446,8 +414,12 @@ void sgemm_nt_bf16(int64_t M, int64_t N, int64_t K, float alpha, const float* A,
             std::fill(a16.data() + i * Kp + K, a16.data() + (i + 1) * Kp, uint16_t(0));
         }
         float* Cm = C + m0 * ldc;
+        auto store = [&](int64_t n, int64_t i, float dot) {
+            float& c = Cm[i * ldc + n];
+            c = alpha * dot + (beta == 0.0f ? 0.0f : beta * c);
+        };
 #if defined(__AVX512F__) && defined(__AVX512BF16__)
-        if (packed_bf16_avx512(mb, N, Kp, alpha, a16.data(), Bp, beta, Cm, ldc)) continue;
+        if (packed_tiles_rows<PackedBf16Tile>(mb, N, Kp, a16.data(), Bp, store)) continue;
 #endif
 #pragma omp parallel for schedule(static) if (N * K >= (1 << 16))
         for (int64_t n = 0; n < N; n++)
@@ -455,8 +427,7 @@ void sgemm_nt_bf16(int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                 const uint16_t* a = a16.data() + m * Kp;
                 float acc = 0;
                 for (int64_t k = 0; k < K; k++) acc += bf16_to_float(a[k]) * bf16_to_float(Bp[bf16_packed_index(n, k, Kp)]);
-                float& c = Cm[m * ldc + n];
-                c = alpha * acc + (beta == 0.0f ? 0.0f : beta * c);
+                store(n, m, acc);
             }
     }
 }
@@ -543,8 +514,12 @@ void gemm_nt_s8(int64_t M, int64_t N, int64_t K, float alpha, const float* A, in
             std::fill(row + K, row + Kp, uint8_t(128));
         }
         float* Cm = C + m0 * ldc;
+        auto store = [&](int64_t n, int64_t i, int32_t dot) {  // C = alpha sa_i sb_n (dot - 128 rowsum_n) + beta C
+            float& c = Cm[i * ldc + n];
+            c = alpha * (float(dot - 128 * rowsum[n]) * (sa[i] * scale[n])) + (beta == 0.0f ? 0.0f : beta * c);
+        };
 #if defined(__AVX512F__) && defined(__AVX512VNNI__)
-        if (packed_s8_avx512(mb, N, Kp, alpha, a8.data(), sa, Bp, scale, rowsum, beta, Cm, ldc)) continue;
+        if (packed_tiles_rows<PackedS8Tile>(mb, N, Kp, a8.data(), Bp, store)) continue;
 #endif
 #pragma omp parallel for schedule(static) if (N * K >= (1 << 16))
         for (int64_t n = 0; n < N; n++)
@@ -552,8 +527,7 @@ void gemm_nt_s8(int64_t M, int64_t N, int64_t K, float alpha, const float* A, in
                 const uint8_t* a = a8.data() + m * Kp;
                 int32_t dot = 0;
                 for (int64_t k = 0; k < Kp; k++) dot += int32_t(a[k]) * int32_t(Bp[s8_packed_index(n, k, Kp)]);
-                float& c = Cm[m * ldc + n];
-                c = alpha * (float(dot - 128 * rowsum[n]) * (sa[m] * scale[n])) + (beta == 0.0f ? 0.0f : beta * c);
+                store(n, m, dot);
             }
     }
 }
