@@ -49,7 +49,6 @@ namespace {
 
 constexpr float kSqrt2OverPi = 0.7978845608028654f;
 constexpr float kGeluC = 0.044715f;
-constexpr float kInvSqrt2 = 0.7071067811865476f;
 constexpr float kInvSqrt2Pi = 0.3989422804014327f;
 
 inline int thread_count() {
@@ -381,7 +380,9 @@ inline __m512 vz() { return _mm512_setzero_ps(); }
 #endif
 
 inline float sigmoid_s(float x) { return 1.0f / (1.0f + std::exp(-x)); }
-inline float norm_cdf_s(float x) { return 0.5f * std::erfc(-x * kInvSqrt2); }
+// Phi(x) in double: in the far tail (x < -4) erfc's relative error is about 2 (x^2 / 2) times that
+// of its argument, so a float x / sqrt2 would cost tens of ulp there.
+inline double norm_cdf_d(float x) { return 0.5 * std::erfc(-double(x) * 0.70710678118654752440); }
 
 template <UnOp OP>
 struct Un {
@@ -394,7 +395,7 @@ struct Un {
         else if constexpr (OP == UnOp::Silu) return x / (1.0f + std::exp(-x));
         else if constexpr (OP == UnOp::Relu) return x < 0.0f ? 0.0f : x;
         else if constexpr (OP == UnOp::Softplus) return std::max(x, 0.0f) + std::log1p(std::exp(-std::fabs(x)));
-        else if constexpr (OP == UnOp::Gelu) return x * norm_cdf_s(x);
+        else if constexpr (OP == UnOp::Gelu) return float(double(x) * norm_cdf_d(x));
         else {
             float u = kSqrt2OverPi * (x + kGeluC * x * x * x);
             return x / (1.0f + std::exp(-2.0f * u));
@@ -437,7 +438,8 @@ struct UnBwd {
             return dy * s * (1.0f + t * (1.0f - s));
         } else if constexpr (OP == UnOp::Relu) return t > 0.0f ? dy : 0.0f;
         else if constexpr (OP == UnOp::Softplus) return dy * sigmoid_s(t);
-        else if constexpr (OP == UnOp::Gelu) return dy * (norm_cdf_s(t) + t * kInvSqrt2Pi * std::exp(-0.5f * t * t));
+        else if constexpr (OP == UnOp::Gelu)
+            return float(double(dy) * (norm_cdf_d(t) + double(t) * 0.39894228040143267794 * std::exp(-0.5 * double(t) * t)));
         else {
             float u = kSqrt2OverPi * (t + kGeluC * t * t * t);
             float s = sigmoid_s(2.0f * u);
