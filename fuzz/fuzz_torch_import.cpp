@@ -17,6 +17,7 @@
 
 #include "common/check.h"
 #include "io/torch_import.h"
+#include "models/h3_import.h"
 
 using namespace hippo;
 

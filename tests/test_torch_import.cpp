@@ -13,6 +13,7 @@
 #include "io/file.h"
 #include "io/safetensors.h"
 #include "io/torch_import.h"
+#include "models/h3_import.h"
 
 using namespace hippo;
 
@@ -167,13 +168,27 @@ TEST(TorchImport, ClearErrors) {
 TEST(TorchImport, ConfigPatch) {
     ImportOptions o;
     o.out_dir = tmp_dir("patch");
-    o.config_patch = nlohmann::json::parse(R"({"attn_cfg": {"num_heads": 4}, "vocab_size": 64, "embed_dropout": 0.0})");
+    o.config_patch = nlohmann::json::parse(R"({"attn_cfg": {"num_heads": 2}, "vocab_size": 64, "embed_dropout": 0.0})");
     ImportReport r = import_torch_checkpoint(fx("plain.pt"), o);  // heads from the patch
-    EXPECT_EQ(r.config["attn_cfg"]["num_heads"], 4);
+    EXPECT_EQ(r.config["attn_cfg"]["num_heads"], 2);
     EXPECT_EQ(r.config["embed_dropout"], 0.0);
     o.config_patch = nlohmann::json::parse(R"({"bogus_key": 1})");
     o.heads = 2;
     EXPECT_NE(error_of([&] { import_torch_checkpoint(fx("plain.pt"), o); }).find("bogus_key"), std::string::npos);
+    // A patch that describes another model (here 4 heads of 4 dims, too narrow for the checkpoint's
+    // rotary_emb_dim 8; or an extra layer) is refused before anything is written: the directory
+    // would not load.
+    const std::string out2 = tmp_dir("patch_bad");
+    o.out_dir = out2;
+    o.config_patch = nlohmann::json::parse(R"({"attn_cfg": {"num_heads": 4}})");
+    EXPECT_NE(error_of([&] { import_torch_checkpoint(fx("plain.pt"), o); }).find("rotary_emb_dim 8"), std::string::npos);
+    o.config_patch = nlohmann::json::parse(R"({"n_layer": 4})");
+    EXPECT_NE(error_of([&] { import_torch_checkpoint(fx("plain.pt"), o); }).find("which the checkpoint lacks"), std::string::npos);
+    o.config_patch = nlohmann::json::parse(R"({"d_inner": 32})");
+    EXPECT_NE(error_of([&] { import_torch_checkpoint(fx("plain.pt"), o); }).find("in the model the config describes"),
+              std::string::npos);
+    EXPECT_FALSE(std::filesystem::exists(out2 + "/config.json"));
+    std::filesystem::remove_all(out2);
     std::filesystem::remove_all(o.out_dir);
 }
 

@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "common/check.h"
+#include "models/lm.h"
 #include "nn/checkpoint.h"
 #include "train/trainer.h"
 

@@ -3,6 +3,8 @@
 #include <cstdlib>
 
 #include "common/check.h"
+#include "common/runtime.h"
+#include "common/schema.h"
 
 namespace hippo {
 
@@ -36,29 +38,25 @@ Args::Args(int argc, char** argv, const std::set<std::string>& flags, const std:
     }
 }
 
+void apply_threads_option(const Args& args) {
+    if (args.has("threads")) set_num_threads(int(args.get_int("threads", 1, 1, 4096)));
+}
+
 std::string Args::get(const std::string& name, const std::string& def) const {
     auto it = values_.find(name);
     return it == values_.end() ? def : it->second;
 }
 
-static long long parse_int(const std::string& name, const std::string& s) {
-    char* end = nullptr;
-    long long v = std::strtoll(s.c_str(), &end, 0);
-    HIPPO_CHECK(!s.empty() && end && *end == '\0', "option --%s expects an integer, got '%s'", name.c_str(), s.c_str());
-    return v;
+static long long parse_int(const std::string& name, const std::string& s, long long lo = LLONG_MIN, long long hi = LLONG_MAX) {
+    return parse_int_text(s, "option --" + name, lo, hi);
 }
 
-long long Args::get_int(const std::string& name, long long def) const {
-    return has(name) ? parse_int(name, get(name)) : def;
+long long Args::get_int(const std::string& name, long long def, long long lo, long long hi) const {
+    return has(name) ? parse_int(name, get(name), lo, hi) : def;
 }
 
-double Args::get_double(const std::string& name, double def) const {
-    if (!has(name)) return def;
-    std::string s = get(name);
-    char* end = nullptr;
-    double v = std::strtod(s.c_str(), &end);
-    HIPPO_CHECK(!s.empty() && end && *end == '\0', "option --%s expects a number, got '%s'", name.c_str(), s.c_str());
-    return v;
+double Args::get_double(const std::string& name, double def, double lo, double hi) const {
+    return has(name) ? parse_number_text(get(name), "option --" + name, lo, hi) : def;
 }
 
 std::vector<long long> Args::get_int_list(const std::string& name, const std::vector<long long>& def) const {

@@ -71,7 +71,7 @@ int cmd_bench(int argc, char** argv) {
         std::fputs(usage, args.has("help") ? stdout : stderr);
         return args.has("help") ? 0 : 2;
     }
-    if (args.has("threads")) set_num_threads(int(args.get_int("threads", 1)));
+    apply_threads_option(args);
     const std::string& name = args.positional()[0];
     std::vector<BenchRecord> recs;
     if (name == "core") {

@@ -69,10 +69,12 @@ int cmd_generate(int argc, char** argv) {
             args.has("help") ? stdout : stderr);
         return args.has("help") ? 0 : 2;
     }
-    if (args.has("threads")) set_num_threads(int(args.get_int("threads", 1)));
+    apply_threads_option(args);
     LoadedModel lm = load_model_dir(args.positional()[0]);
     lm.model->set_decode_weights(parse_decode_weights(args.get("decode-weights", "fp32")));
-    const LMModel& model = *lm.model;
+    const Model& model = *lm.model;
+    HIPPO_CHECK(model.has_recurrent_mode(), "generate: this model (%s) has a layer without a recurrent mode",
+                model.config().arch.c_str());
     const int64_t vocab = model.config().vocab_size;
     Codec codec;
     codec.kind = tokenizer_kind(lm, args.get("tokenizer"));
@@ -133,7 +135,8 @@ int cmd_generate(int argc, char** argv) {
     // the step path (forced), so sequences of different lengths share one batched state.
     std::vector<int32_t> head;
     for (auto& p : prompts) head.insert(head.end(), p.begin(), p.begin() + int64_t(min_len));
-    LMState st = model.new_state(B, int64_t(max_len) + n_new);
+    std::unique_ptr<ModelState> st_ptr = model.new_model_state(B, int64_t(max_len) + n_new);
+    ModelState& st = *st_ptr;
     double t0 = now_seconds();
     Tensor logits = model.prefill_last(head, B, int64_t(min_len), st);
     double t_prefill = now_seconds() - t0;

@@ -6,6 +6,7 @@
 #include "apps/commands.h"
 #include "common/check.h"
 #include "io/torch_import.h"
+#include "models/h3_import.h"
 #include "models/config.h"
 
 namespace hippo {

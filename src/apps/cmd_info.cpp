@@ -13,7 +13,7 @@ int cmd_info(int argc, char** argv) {
         std::printf("usage: hippo info [--threads N]\n");
         return 0;
     }
-    if (args.has("threads")) set_num_threads(int(args.get_int("threads", 1)));
+    apply_threads_option(args);
     std::printf("hippo %s\n", HIPPO_VERSION);
     std::printf("isa:      %s\n", isa_features().c_str());
     std::printf("threads:  %d (physical cores: %d)\n", num_threads(), physical_cores());

@@ -27,10 +27,10 @@ int cmd_score(int argc, char** argv) {
             args.has("help") ? stdout : stderr);
         return args.has("help") ? 0 : 2;
     }
-    if (args.has("threads")) set_num_threads(int(args.get_int("threads", 1)));
+    apply_threads_option(args);
     LoadedModel lm = load_model_dir(args.positional()[0]);
     lm.model->set_decode_weights(parse_decode_weights(args.get("decode-weights", "fp32")));
-    const LMModel& model = *lm.model;
+    const Model& model = *lm.model;
     const int64_t vocab = model.config().vocab_size, Vp = model.vocab_padded();
 
     std::vector<int32_t> ids;
@@ -64,10 +64,11 @@ int cmd_score(int argc, char** argv) {
     {
         NoGradGuard ng;
         if (!args.has("step")) {
-            logits = model.forward(ids, B, L);
+            logits = model.forward_logits(ids, B, L);
         } else {
             logits = Tensor::empty({B, L, Vp});
-            LMState st = model.new_state(B, L);
+            std::unique_ptr<ModelState> st_ptr = model.new_model_state(B, L);
+            ModelState& st = *st_ptr;
             for (int64_t t = 0; t < L; t++) {
                 std::vector<int32_t> col(static_cast<size_t>(B));
                 for (int64_t b = 0; b < B; b++) col[size_t(b)] = ids[size_t(b * L + t)];

@@ -22,7 +22,7 @@ LoadedModel load_model_dir(const std::string& path) {
     const nlohmann::json& mj = m.config.contains("model") ? m.config.at("model") : m.config;
     HIPPO_CHECK(mj.is_object() && mj.contains("d_model"), "%s/config.json has no model configuration", m.dir.c_str());
     ModelConfig cfg = parse_model_config(mj, m.dir + "/config.json model");
-    m.model = std::make_unique<LMModel>(cfg, 0);
+    m.model = make_model(cfg, 0);
     load_checkpoint(m.dir, *m.model);
     m.model->eval();
     return m;

@@ -6,14 +6,14 @@
 
 #include <nlohmann/json.hpp>
 
-#include "models/lm.h"
+#include "models/model.h"
 
 namespace hippo {
 
 struct LoadedModel {
     std::string dir;                 // the directory that held config.json
     nlohmann::json config;           // the whole config.json
-    std::unique_ptr<LMModel> model;  // weights loaded, eval mode
+    std::unique_ptr<Model> model;  // weights loaded, eval mode
 };
 
 LoadedModel load_model_dir(const std::string& path);

@@ -12,21 +12,17 @@ namespace hippo {
 namespace {
 
 ModelConfig bench_shape(const GenerateShape& shape, bool transformer, bool pure_h3) {
-    ModelConfig cfg;
-    cfg.d_model = shape.d_model;
-    cfg.n_layer = shape.n_layer;
-    cfg.vocab_size = shape.vocab;
-    cfg.attn.num_heads = shape.heads;
-    cfg.embed_dropout = cfg.resid_dropout = 0;
+    nlohmann::json j{{"d_model", shape.d_model},     {"n_layer", shape.n_layer}, {"vocab_size", shape.vocab},
+                     {"attn_cfg", {{"num_heads", shape.heads}}}, {"embed_dropout", 0.0}, {"resid_dropout", 0.0}};
     if (transformer) {
-        cfg.name = "transformer";
-        cfg.mixer = MixerKind::attention;
+        j["name"] = "transformer";
+        j["mixer"] = "attention";
     } else {
-        cfg.name = pure_h3 ? "h3" : "hybrid";
-        cfg.mixer = MixerKind::h3;
-        if (!pure_h3) cfg.attn_layer_idx = {shape.n_layer / 2};  // 6 of 12, as the released 125M hybrid
+        j["name"] = pure_h3 ? "h3" : "hybrid";
+        j["mixer"] = "h3";
+        if (!pure_h3) j["attn_layer_idx"] = {shape.n_layer / 2};  // 6 of 12, as the released 125M hybrid
     }
-    return cfg;
+    return parse_model_config(j, "bench model");
 }
 
 std::vector<int32_t> random_ids(int64_t n, int64_t vocab, Rng& rng) {

@@ -13,25 +13,20 @@
 namespace hippo {
 
 ModelConfig bench_lm_config(const std::string& kind, long long d_model, long long n_layer, long long vocab) {
-    ModelConfig cfg;
-    cfg.name = kind;
-    cfg.d_model = d_model;
-    cfg.n_layer = n_layer;
-    cfg.vocab_size = vocab;
-    cfg.embed_dropout = 0.0;
-    cfg.resid_dropout = 0.0;
-    cfg.attn.num_heads = std::max<long long>(1, d_model / 64);
+    nlohmann::json j{{"name", kind},           {"d_model", d_model},   {"n_layer", n_layer},
+                     {"vocab_size", vocab},    {"embed_dropout", 0.0}, {"resid_dropout", 0.0},
+                     {"attn_cfg", {{"num_heads", std::max<long long>(1, d_model / 64)}}}};
     if (kind == "h3") {
-        cfg.mixer = MixerKind::h3;
+        j["mixer"] = "h3";
     } else if (kind == "hybrid") {
-        cfg.mixer = MixerKind::h3;
-        cfg.attn_layer_idx = {n_layer / 2};
+        j["mixer"] = "h3";
+        j["attn_layer_idx"] = {n_layer / 2};
     } else if (kind == "transformer") {
-        cfg.mixer = MixerKind::attention;
+        j["mixer"] = "attention";
     } else {
         throw Error(strf("bench: unknown model '%s' (h3, hybrid, transformer)", kind.c_str()));
     }
-    return cfg;
+    return parse_model_config(j, "bench model");
 }
 
 std::vector<BenchRecord> bench_train(const std::vector<std::string>& models, long long L, long long d_model,

@@ -23,6 +23,7 @@ namespace hippo {
 struct Batch {
     int64_t B = 0, L = 0;
     std::vector<int32_t> ids, targets;  // (B, L); targets may hold kIgnoreIndex (-100)
+    std::vector<int32_t> labels;        // (B): per-sequence labels (classification); empty otherwise
 };
 
 class DataSource {

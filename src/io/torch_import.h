@@ -1,5 +1,6 @@
-// Import of PyTorch checkpoints (torch.save, zip format of PyTorch >= 1.6) holding an H3 /
-// SSMLMHeadModel state dict (shared/reference/h3.md section 6), into hippo's safetensors + config.
+// Reading PyTorch checkpoints (torch.save, zip format of PyTorch >= 1.6). The import of an H3 /
+// SSMLMHeadModel state dict into a hippo model directory (key mapping, config inference) is in
+// models/h3_import.h: this floor only reads the file format.
 //
 // Reading (TorchCheckpoint): io/zip.h for the archive, io/pickle.h for `<prefix>/data.pkl` (restricted:
 // nothing is executed), tensors are views of `<prefix>/data/<key>` storages (mmapped, not copied).
@@ -82,31 +83,5 @@ private:
     std::vector<std::string> skipped_;
     bool lightning_ = false;
 };
-
-// The loader's legacy remapping (h3.md 6.2): prefixes s4seq.encoder. -> backbone., embedding. ->
-// backbone.embeddings.word_embeddings., backbone.norm -> backbone.ln_0; then, if backbone.ln_0.*
-// exists, the post-add norm order: last layer's norm2 -> ln_f, norm2[l] = old norm1[l],
-// norm1[l] = old norm2[l-1], norm1[0] = ln_0. Returns the new names in the same order;
-// *legacy is set when anything changed. Duplicate results are a hippo::Error.
-std::vector<std::string> remap_h3_keys(const std::vector<std::string>& names, bool* legacy = nullptr);
-
-// Model config from tensor names + float32 shapes (see the header comment). heads <= 0: unknown;
-// then attn_cfg.num_heads is left out (the caller must supply it when attention layers exist).
-nlohmann::json infer_h3_config(const std::vector<std::pair<std::string, std::vector<int64_t>>>& shapes, int64_t heads);
-
-struct ImportOptions {
-    std::string out_dir;
-    int64_t heads = 0;            // --heads
-    nlohmann::json config_patch;  // --config (object or null)
-};
-struct ImportReport {
-    size_t tensors = 0;
-    uint64_t bytes = 0;
-    bool lightning = false, legacy = false, tied_lm_head = false;
-    std::vector<std::string> skipped;
-    nlohmann::json config;
-};
-// Writes <out_dir>/model.safetensors and <out_dir>/config.json (atomically; out_dir is created).
-ImportReport import_torch_checkpoint(const std::string& path, const ImportOptions& opt);
 
 }  // namespace hippo

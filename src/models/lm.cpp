@@ -1,65 +1,19 @@
 #include "models/lm.h"
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 
 #include "autograd/ops.h"
+#include "data/synthetic.h"
+#include "models/mixer.h"
 #include "nn/init.h"
 
 namespace hippo {
 
 namespace {
 uint64_t site_seed(uint64_t seed, uint64_t site) { return splitmix64(seed ^ splitmix64(site + 0x51ED270B27A5C8EFull)); }
-
-bool ends_with(const std::string& s, const std::string& suf) {
-    return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
-}
 }  // namespace
-
-bool is_ssm_parameter(const std::string& n) {
-    return ends_with(n, ".log_dt") || ends_with(n, ".inv_A_real") || ends_with(n, ".A_imag") ||
-           ends_with(n, "kernel.kernel.B") || ends_with(n, "ssm_k_kernel.kernel.B") ||
-           (ends_with(n, "mixer.kernel.B"));
-}
-
-// ---------------------------------------------------------------------------------------------
-// Block
-
-Block::Block(const ModelConfig& cfg, int64_t layer, Rng& rng) : kind(cfg.layer_mixer(layer)) {
-    const float eps = float(cfg.layer_norm_epsilon);
-    norm1 = register_module("norm1", std::make_shared<LayerNorm>(cfg.d_model, eps));
-    mixer = make_mixer(kind, cfg, layer, rng);
-    register_module("mixer", mixer->module());
-    if (cfg.layer_has_mlp(layer)) {
-        norm2 = register_module("norm2", std::make_shared<LayerNorm>(cfg.d_model, eps));
-        auto mlp = register_module("mlp", std::make_shared<Module>());
-        fc1 = mlp->register_module("fc1", std::make_shared<Linear>(cfg.d_model, cfg.inner(), true, rng));
-        fc2 = mlp->register_module("fc2", std::make_shared<Linear>(cfg.inner(), cfg.d_model, true, rng));
-    }
-}
-
-Tensor Block::mlp(const Tensor& x) const { return fc2->forward(gelu_tanh(fc1->forward(x))); }
-
-Tensor Block::forward(const Tensor& h_in, uint64_t seed, bool training, float p, int64_t row_offset) const {
-    const uint64_t drop_offset = uint64_t(row_offset * h_in.size(1) * h_in.size(2));  // (B, L, D) element index
-    Tensor x = mixer->forward(norm1->forward(h_in), site_seed(seed, 1), training, row_offset);
-    if (training && p > 0) x = dropout(x, p, site_seed(seed, 2), true, drop_offset);
-    Tensor h = add(h_in, x);
-    if (!fc1) return h;
-    x = mlp(norm2->forward(h));
-    if (training && p > 0) x = dropout(x, p, site_seed(seed, 3), true, drop_offset);
-    return add(h, x);
-}
-
-Tensor Block::step(const Tensor& h_in, MixerState& st) const {
-    Tensor h = add(h_in, mixer->step(norm1->forward(h_in), st));
-    return fc1 ? add(h, mlp(norm2->forward(h))) : h;
-}
-
-Tensor Block::prefill(const Tensor& h_in, MixerState& st) const {
-    Tensor h = add(h_in, mixer->prefill(norm1->forward(h_in), st));
-    return fc1 ? add(h, mlp(norm2->forward(h))) : h;
-}
 
 // ---------------------------------------------------------------------------------------------
 // LMModel
@@ -78,6 +32,17 @@ LMModel::LMModel(const ModelConfig& cfg, uint64_t seed) : cfg_(cfg) {
     for (int64_t i = 0; i < cfg.n_layer; i++) blocks.push_back(layers->push_back(std::make_shared<Block>(cfg, i, rng)));
     ln_f = backbone->register_module("ln_f", std::make_shared<LayerNorm>(D, float(cfg.layer_norm_epsilon)));
     init_weights(rng);
+}
+
+int64_t LMModel::param_count(const ModelConfig& cfg) {
+    const int64_t D = cfg.d_model;
+    int64_t n = cfg.padded_vocab() * D + cfg.max_position_embeddings * D + 2 * D;  // embeddings, ln_f
+    for (int64_t i = 0; i < cfg.n_layer; i++) {
+        n += 2 * D + find_mixer(cfg.layer_mixer(i)).param_count(cfg);
+        const int64_t ff = feed_forward_param_count(cfg, i);
+        n += ff > 0 ? ff + 2 * D : 0;
+    }
+    return n;
 }
 
 void LMModel::init_weights(Rng& rng) {
@@ -150,11 +115,48 @@ Tensor LMModel::forward(const std::vector<int32_t>& ids, int64_t B, int64_t L, u
     return head(h);
 }
 
+BatchResult LMModel::run_batch(const Batch& b, uint64_t dropout_seed, int64_t row_offset, bool metrics) const {
+    BatchResult r;
+    for (int32_t t : b.targets) r.count += t != kIgnoreIndex;
+    Tensor logits = forward(b.ids, b.B, b.L, dropout_seed, row_offset);
+    if (r.count == 0) return r;
+    r.loss = cross_entropy(logits, b.targets, kIgnoreIndex);
+    r.loss_sum = double(r.loss.item()) * double(r.count);
+    if (metrics) {
+        Tensor lc = logits.contiguous();
+        const float* lp = lc.data();
+        const int64_t V = vocab_padded();
+        for (size_t i = 0; i < b.targets.size(); i++) {
+            if (b.targets[i] == kIgnoreIndex) continue;
+            const float* row = lp + int64_t(i) * V;
+            r.correct += (std::max_element(row, row + V) - row) == b.targets[i];
+        }
+    }
+    return r;
+}
+
+bool LMModel::has_recurrent_mode() const {
+    for (const auto& b : blocks)
+        if (!b->mixer->has_recurrent_mode()) return false;
+    return true;
+}
+
 LMState LMModel::new_state(int64_t batch, int64_t max_len) const {
+    HIPPO_CHECK(batch >= 1, "model state: batch must be >= 1, got %lld", (long long)batch);
     LMState st;
     st.batch = batch;
     for (const auto& b : blocks) st.layers.push_back(b->mixer->new_state(batch, max_len));
     return st;
+}
+
+std::unique_ptr<ModelState> LMModel::new_model_state(int64_t batch, int64_t max_len) const {
+    return std::make_unique<LMState>(new_state(batch, max_len));
+}
+
+LMState& LMModel::lm_state(ModelState& st) const {
+    auto* p = dynamic_cast<LMState*>(&st);
+    HIPPO_CHECK(p, "LMModel: recurrent state of another model family");
+    return *p;
 }
 
 Tensor LMModel::prefill_hidden(const std::vector<int32_t>& ids, int64_t B, int64_t L, LMState& st) const {
@@ -166,19 +168,20 @@ Tensor LMModel::prefill_hidden(const std::vector<int32_t>& ids, int64_t B, int64
     return h;
 }
 
-Tensor LMModel::prefill(const std::vector<int32_t>& ids, int64_t B, int64_t L, LMState& st) const {
+Tensor LMModel::prefill(const std::vector<int32_t>& ids, int64_t B, int64_t L, ModelState& st) const {
     NoGradGuard no_grad;
-    return head(prefill_hidden(ids, B, L, st));
+    return head(prefill_hidden(ids, B, L, lm_state(st)));
 }
 
-Tensor LMModel::prefill_last(const std::vector<int32_t>& ids, int64_t B, int64_t L, LMState& st) const {
+Tensor LMModel::prefill_last(const std::vector<int32_t>& ids, int64_t B, int64_t L, ModelState& st) const {
     NoGradGuard no_grad;
-    Tensor h = prefill_hidden(ids, B, L, st);
+    Tensor h = prefill_hidden(ids, B, L, lm_state(st));
     return head(h.slice(1, L - 1, L).reshape({B, cfg_.d_model}));
 }
 
-Tensor LMModel::step(const std::vector<int32_t>& ids, LMState& st) const {
+Tensor LMModel::step(const std::vector<int32_t>& ids, ModelState& base) const {
     NoGradGuard no_grad;
+    LMState& st = lm_state(base);
     HIPPO_CHECK(int64_t(ids.size()) == st.batch, "model step: %zu ids for a state of batch %lld", ids.size(),
                 (long long)st.batch);
     Tensor h = embed(ids, st.batch, 1, st.pos).reshape({st.batch, cfg_.d_model});
@@ -194,8 +197,8 @@ std::string LMModel::summary() const {
                          position_embeddings.defined() ? strf(", %lld learned positions", (long long)cfg_.max_position_embeddings).c_str() : "");
     for (size_t i = 0; i < blocks.size(); i++) {
         int64_t n = blocks[i]->num_parameters();
-        s += strf("  layer %2zu: %-16s %s  %lld params\n", i, mixer_kind_name(blocks[i]->kind),
-                  blocks[i]->fc1 ? "+ MLP" : "     ", (long long)n);
+        s += strf("  layer %2zu: %-16s %s  %lld params\n", i, blocks[i]->kind.c_str(), blocks[i]->ff ? "+ MLP" : "     ",
+                  (long long)n);
     }
     s += strf("  parameters: %lld (embedding %lld, tied output head)\n", (long long)num_parameters(),
               (long long)word_embeddings.numel());

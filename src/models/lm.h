@@ -10,8 +10,7 @@
 //   backbone.ln_f.{weight,bias}
 //   lm_head.weight                                  tied to word_embeddings: not a separate tensor
 //
-// Block N (pre-norm, mathematically equal to flash_attn's fused-residual Block(prenorm=True)):
-//   h = h + drop(Mixer(LN1(h)));  h = h + drop(fc2(gelu_tanh(fc1(LN2(h)))))
+// Block N: models/block.h (pre-norm, mixer slot + feed-forward slot).
 // Model: h = drop_emb(E[ids] (+ P[pos])); blocks; logits = LN_f(h) E^T, vocabulary padded up to a
 // multiple of pad_vocab_size_multiple (padded rows exist in the logits). LayerNorm eps 1e-5.
 //
@@ -34,44 +33,23 @@
 #include <string>
 #include <vector>
 
+#include "models/block.h"
 #include "models/config.h"
-#include "models/mixer.h"
+#include "models/model.h"
 #include "nn/module.h"
 
 namespace hippo {
 
-class Block : public Module {
-public:
-    Block(const ModelConfig& cfg, int64_t layer, Rng& rng);
-    // h (B, L, D) -> (B, L, D)
-    // row_offset: see LMModel::forward.
-    Tensor forward(const Tensor& h, uint64_t seed, bool training, float resid_dropout, int64_t row_offset = 0) const;
-    // h (B, D): one token
-    Tensor step(const Tensor& h, MixerState& st) const;
-    Tensor prefill(const Tensor& h, MixerState& st) const;
-    std::string type_name() const override { return "Block"; }
-    std::string extra_repr() const override { return strf("mixer=%s", mixer_kind_name(kind)); }
-
-    MixerKind kind;
-    std::shared_ptr<LayerNorm> norm1, norm2;
-    std::unique_ptr<SequenceMixer> mixer;
-    std::shared_ptr<Linear> fc1, fc2;  // undefined without MLP
-
-private:
-    Tensor mlp(const Tensor& x) const;
-};
-
-
-struct LMState {
-    int64_t batch = 0;
-    int64_t pos = 0;
+struct LMState : ModelState {
     std::vector<std::unique_ptr<MixerState>> layers;
 };
 
-class LMModel : public Module {
+class LMModel : public Model {
 public:
     // Builds and initialises the model; `seed` seeds the initialisation.
     LMModel(const ModelConfig& cfg, uint64_t seed);
+    // Parameters of `cfg` without building it (the sum the constructor allocates).
+    static int64_t param_count(const ModelConfig& cfg);
 
     // ids (B, L) row-major -> logits (B, L, Vpad). dropout_seed is used in training mode only.
     // row_offset: the index of ids' first row in a larger global batch (data-parallel ranks), so the
@@ -79,23 +57,29 @@ public:
     // of them derive from dropout_seed, so a resumed run draws the same masks.
     Tensor forward(const std::vector<int32_t>& ids, int64_t B, int64_t L, uint64_t dropout_seed = 0,
                    int64_t row_offset = 0) const;
+    Tensor forward_logits(const std::vector<int32_t>& ids, int64_t B, int64_t L) const override {
+        return forward(ids, B, L);
+    }
+    // Next-token cross-entropy over the targets that are not kIgnoreIndex; accuracy of the argmax.
+    BatchResult run_batch(const Batch& b, uint64_t dropout_seed, int64_t row_offset, bool metrics) const override;
 
+    bool has_recurrent_mode() const override;
     LMState new_state(int64_t batch, int64_t max_len = 0) const;
-    Tensor prefill(const std::vector<int32_t>& ids, int64_t B, int64_t L, LMState& st) const;  // (B, L, Vpad)
+    std::unique_ptr<ModelState> new_model_state(int64_t batch, int64_t max_len) const override;
+    Tensor prefill(const std::vector<int32_t>& ids, int64_t B, int64_t L, ModelState& st) const;  // (B, L, Vpad)
     // As prefill, but only the last position's logits (B, Vpad): what generation needs, without
     // the (B, L, Vpad) tensor that long prompts would make.
-    Tensor prefill_last(const std::vector<int32_t>& ids, int64_t B, int64_t L, LMState& st) const;
-    Tensor step(const std::vector<int32_t>& ids, LMState& st) const;                           // (B) -> (B, Vpad)
+    Tensor prefill_last(const std::vector<int32_t>& ids, int64_t B, int64_t L, ModelState& st) const override;
+    Tensor step(const std::vector<int32_t>& ids, ModelState& st) const override;  // (B) -> (B, Vpad)
 
     // Takes the decode copies (bf16 or int8, or none for fp32) of every Linear's weight and of the
     // tied output head from the current weights (call again after changing them).
-    void set_decode_weights(DecodeWeights w);
-    DecodeWeights decode_weights() const { return decode_weights_; }
+    void set_decode_weights(DecodeWeights w) override;
+    DecodeWeights decode_weights() const override { return decode_weights_; }
 
-    const ModelConfig& config() const { return cfg_; }
-    int64_t vocab_padded() const { return cfg_.padded_vocab(); }
-    // One line per layer plus the parameter count.
-    std::string summary() const;
+    const ModelConfig& config() const override { return cfg_; }
+    int64_t vocab_padded() const override { return cfg_.padded_vocab(); }
+    std::string summary() const override;
     std::string type_name() const override { return "LMModel"; }
 
     Tensor word_embeddings, position_embeddings;  // the latter undefined without positions
@@ -105,15 +89,12 @@ public:
 private:
     Tensor embed(const std::vector<int32_t>& ids, int64_t B, int64_t L, int64_t pos0) const;
     Tensor prefill_hidden(const std::vector<int32_t>& ids, int64_t B, int64_t L, LMState& st) const;
+    LMState& lm_state(ModelState& st) const;
     Tensor head(const Tensor& h) const;
     void init_weights(Rng& rng);
     ModelConfig cfg_;
     DecodeWeights decode_weights_ = DecodeWeights::fp32;
     DecodeWeight head_decode_;  // word_embeddings in the decode format
 };
-
-// The SSM parameters that train with lr = min(1e-3, lr) and no weight decay (h3.md 1.2/1.3): the
-// shift-SSM B and the diagonal SSM's log_dt, B, inv_A_real, A_imag. C and D are ordinary.
-bool is_ssm_parameter(const std::string& dotted_name);
 
 }  // namespace hippo

@@ -77,6 +77,7 @@ Tensor MHA::forward(const Tensor& x, uint64_t dropout_seed, int64_t batch_offset
     AttentionOptions opt;
     opt.causal = cfg_.causal;
     opt.training = is_training();
+    if (cfg_.block_mask) opt.block_mask = cfg_.block_mask(L);
     if (is_training() && cfg_.dropout > 0) {
         opt.dropout_p = cfg_.dropout;
         opt.dropout_seed = dropout_seed;
@@ -87,6 +88,7 @@ Tensor MHA::forward(const Tensor& x, uint64_t dropout_seed, int64_t batch_offset
 }
 
 MHAState MHA::new_state(int64_t batch, int64_t reserve_len) const {
+    HIPPO_CHECK(!cfg_.block_mask, "block-sparse attention has no recurrent mode (no prefill / step)");
     MHAState st;
     st.batch = batch;
     st.heads = cfg_.num_heads;

@@ -16,6 +16,7 @@
 // cos/sin tables in double from (rotary_dim, base); inv_freq holds the same values in fp32.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -33,6 +34,9 @@ struct MHAConfig {
     float rotary_base = 10000.0f;
     float dropout = 0.0f;         // attention dropout, train mode only
     uint64_t dropout_seed = 0;    // forward(x) in train mode draws each mask from (seed, call count)
+    // Block-sparse attention (BigBird): the pattern for a sequence of length L, or null for dense.
+    // A layer with a pattern has no recurrent mode (prefill / step are errors).
+    std::function<std::shared_ptr<const BlockMask>(int64_t L)> block_mask;
 };
 
 // KV cache of one MHA layer: keys (after rotary) and values, (batch, heads, cap, head_dim), the

@@ -34,10 +34,10 @@ GSS::GSS(const GSSConfig& cfg, Rng& rng) : cfg_(cfg) {
         ssm_C.data()[2 * i] = float(rng.normal() * std::sqrt(0.5));
         ssm_C.data()[2 * i + 1] = float(rng.normal() * std::sqrt(0.5));
     }
-    diag->register_parameter("log_dt", log_dt);
-    diag->register_parameter("inv_A_real", inv_A_real);
-    diag->register_parameter("A_imag", A_imag);
-    diag->register_parameter("B", ssm_B);
+    diag->register_parameter("log_dt", log_dt, ParamTag::ssm);
+    diag->register_parameter("inv_A_real", inv_A_real, ParamTag::ssm);
+    diag->register_parameter("A_imag", A_imag, ParamTag::ssm);
+    diag->register_parameter("B", ssm_B, ParamTag::ssm);
     diag->register_parameter("C", ssm_C);
     log_dt.set_requires_grad(false);  // Δ = 1 fixed
     ssm_B.set_requires_grad(false);   // B = 1 fixed

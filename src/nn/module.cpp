@@ -21,15 +21,27 @@ std::string grouped(int64_t n) {
     return out;
 }
 
+}  // namespace
+
 // Depth-first walk in registration order; `seen` drops tensors reached a second time.
-void collect(const Module& m, const std::string& prefix, std::unordered_set<const TensorImpl*>& seen,
-             NamedTensors& out) {
-    for (const auto& [name, t] : m.local_parameters())
-        if (seen.insert(t.impl().get()).second) out.emplace_back(prefix + name, t);
-    for (const auto& [name, child] : m.children()) collect(*child, prefix + name + ".", seen, out);
+// With `groups`, also the group of each listed parameter.
+void Module::collect_into(const std::string& prefix, std::unordered_set<const TensorImpl*>& seen, NamedTensors& out,
+                          std::vector<ParamTag>* groups) const {
+    for (size_t i = 0; i < params_.size(); i++)
+        if (seen.insert(params_[i].second.impl().get()).second) {
+            out.emplace_back(prefix + params_[i].first, params_[i].second);
+            if (groups) groups->push_back(groups_[i]);
+        }
+    for (const auto& [name, child] : children_) child->collect_into(prefix + name + ".", seen, out, groups);
 }
 
-}  // namespace
+std::vector<ParamTag> Module::parameter_groups() const {
+    std::unordered_set<const TensorImpl*> seen;
+    NamedTensors out;
+    std::vector<ParamTag> groups;
+    collect_into("", seen, out, &groups);
+    return groups;
+}
 
 void Module::check_new_name(const std::string& name) const {
     HIPPO_CHECK(!name.empty() && name.find('.') == std::string::npos,
@@ -40,7 +52,7 @@ void Module::check_new_name(const std::string& name) const {
         HIPPO_CHECK(c.first != name, "%s already has a submodule named '%s'", type_name().c_str(), name.c_str());
 }
 
-Tensor Module::register_parameter(const std::string& name, Tensor t) {
+Tensor Module::register_parameter(const std::string& name, Tensor t, ParamTag group) {
     check_new_name(name);
     HIPPO_CHECK(t.defined(), "register_parameter('%s'): undefined tensor", name.c_str());
     HIPPO_CHECK(t.is_leaf(), "register_parameter('%s'): parameters must be leaf tensors", name.c_str());
@@ -48,6 +60,7 @@ Tensor Module::register_parameter(const std::string& name, Tensor t) {
     t.set_requires_grad(true);
     if (t.name().empty()) t.set_name(name);
     params_.emplace_back(name, t);
+    groups_.push_back(group);
     return t;
 }
 
@@ -61,7 +74,7 @@ void Module::add_child(const std::string& name, std::shared_ptr<Module> m) {
 NamedTensors Module::named_parameters() const {
     NamedTensors out;
     std::unordered_set<const TensorImpl*> seen;
-    collect(*this, "", seen, out);
+    collect_into("", seen, out, nullptr);
     return out;
 }
 

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -22,6 +23,12 @@ namespace hippo {
 
 using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
+// How the optimizer treats a parameter, declared by the module that registers it:
+//   standard: weight decay when it is a matrix (ndim >= 2), none otherwise;
+//   ssm:      the SSM parameters (discretisation step, state matrix, input matrix) that train with
+//             their own learning rate (ssm_lr) and no weight decay, as H3's and S4's recipes do.
+enum class ParamTag { standard, ssm };
+
 class Module {
 public:
     Module() = default;
@@ -31,7 +38,7 @@ public:
 
     // Registers a contiguous leaf tensor as a parameter (sets requires_grad and its name) and
     // returns it. Names are non-empty, contain no '.', and are unique among parameters and children.
-    Tensor register_parameter(const std::string& name, Tensor t);
+    Tensor register_parameter(const std::string& name, Tensor t, ParamTag group = ParamTag::standard);
     template <class M>
     std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> m) {
         add_child(name, m);
@@ -39,6 +46,8 @@ public:
     }
 
     NamedTensors named_parameters() const;  // dotted names, registration order, ties listed once
+    // The group of each parameter, in the order of named_parameters().
+    std::vector<ParamTag> parameter_groups() const;
     std::vector<Tensor> parameters() const;
     // The parameter with this dotted name; hippo::Error if there is none.
     Tensor parameter(const std::string& dotted_name) const;
@@ -65,10 +74,13 @@ public:
 
 private:
     void add_child(const std::string& name, std::shared_ptr<Module> m);
+    void collect_into(const std::string& prefix, std::unordered_set<const TensorImpl*>& seen, NamedTensors& out,
+                      std::vector<ParamTag>* groups) const;
     void check_new_name(const std::string& name) const;
     void describe_into(std::string& out, const std::string& label, int depth) const;
 
     NamedTensors params_;
+    std::vector<ParamTag> groups_;  // one per params_ entry
     std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
     bool training_ = true;
 };

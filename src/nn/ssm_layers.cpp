@@ -111,7 +111,7 @@ H3::H3(const H3Config& cfg, Rng& rng) : cfg_(cfg) {
     shift_C = Tensor::empty({1, d, N});
     float bound = float(1.0 / std::sqrt(double(N)));
     init::uniform_(shift_C, -bound, bound, rng);
-    shift_kernel->register_parameter("B", shift_B);
+    shift_kernel->register_parameter("B", shift_B, ParamTag::ssm);
     shift_kernel->register_parameter("C", shift_C);
     shift_D = Tensor::empty({d});
     init::normal_(shift_D, 0.0f, 1.0f, rng);
@@ -126,10 +126,10 @@ H3::H3(const H3Config& cfg, Rng& rng) : cfg_(cfg) {
     ssm_B = Tensor::empty({H, M, 2});
     ssm_C = Tensor::empty({1, H, M, 2});
     s4d_init(log_dt, inv_A_real, A_imag, ssm_B, ssm_C, cfg.init, cfg.dt_min, cfg.dt_max, rng);
-    diag->register_parameter("log_dt", log_dt);
-    diag->register_parameter("inv_A_real", inv_A_real);
-    diag->register_parameter("A_imag", A_imag);
-    diag->register_parameter("B", ssm_B);
+    diag->register_parameter("log_dt", log_dt, ParamTag::ssm);
+    diag->register_parameter("inv_A_real", inv_A_real, ParamTag::ssm);
+    diag->register_parameter("A_imag", A_imag, ParamTag::ssm);
+    diag->register_parameter("B", ssm_B, ParamTag::ssm);
     diag->register_parameter("C", ssm_C);
     D = Tensor::empty({H});
     init::normal_(D, 0.0f, 1.0f, rng);
@@ -291,10 +291,10 @@ S4D::S4D(const S4DConfig& cfg, Rng& rng) : cfg_(cfg) {
     ssm_B = Tensor::empty({d, M, 2});
     ssm_C = Tensor::empty({d, M, 2});
     s4d_init(log_dt, inv_A_real, A_imag, ssm_B, ssm_C, cfg.init, cfg.dt_min, cfg.dt_max, rng);
-    kernel->register_parameter("log_dt", log_dt);
-    kernel->register_parameter("inv_A_real", inv_A_real);
-    kernel->register_parameter("A_imag", A_imag);
-    kernel->register_parameter("B", ssm_B);
+    kernel->register_parameter("log_dt", log_dt, ParamTag::ssm);
+    kernel->register_parameter("inv_A_real", inv_A_real, ParamTag::ssm);
+    kernel->register_parameter("A_imag", A_imag, ParamTag::ssm);
+    kernel->register_parameter("B", ssm_B, ParamTag::ssm);
     kernel->register_parameter("C", ssm_C);
     D = Tensor::empty({d});
     init::normal_(D, 0.0f, 1.0f, rng);

@@ -27,66 +27,6 @@ namespace hippo {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-json TrainOptions::to_json() const {
-    return json{{"steps", steps},         {"batch", batch},           {"seq_len", seq_len},
-                {"lr", lr},               {"min_lr", min_lr},         {"warmup", warmup},
-                {"schedule", schedule},   {"weight_decay", weight_decay}, {"ssm_lr", ssm_lr},
-                {"beta1", beta1},         {"beta2", beta2},           {"clip", clip},
-                {"eval_every", eval_every}, {"eval_batches", eval_batches}, {"save_every", save_every},
-                {"log_every", log_every}, {"dropout", dropout}, {"tokenizer", tokenizer}, {"zero1", zero1},
-                {"overlap", overlap}, {"bucket_mb", bucket_mb}};
-}
-
-void apply_train_json(TrainOptions& o, const json& t, const std::string& where) {
-    HIPPO_CHECK(t.is_object(), "%s: 'train' must be an object", where.c_str());
-    for (auto it = t.begin(); it != t.end(); ++it) {
-        const std::string& k = it.key();
-        const json& v = it.value();
-        auto num = [&]() {
-            HIPPO_CHECK(v.is_number(), "%s: train.%s must be a number, got %s", where.c_str(), k.c_str(), v.dump().c_str());
-            return v.get<double>();
-        };
-        auto integer = [&]() {
-            HIPPO_CHECK(v.is_number_integer(), "%s: train.%s must be an integer, got %s", where.c_str(), k.c_str(),
-                        v.dump().c_str());
-            return v.get<int64_t>();
-        };
-        if (k == "steps") o.steps = integer();
-        else if (k == "batch") o.batch = integer();
-        else if (k == "seq_len") o.seq_len = integer();
-        else if (k == "lr") o.lr = num();
-        else if (k == "min_lr") o.min_lr = num();
-        else if (k == "warmup") o.warmup = integer();
-        else if (k == "schedule") {
-            HIPPO_CHECK(v.is_string(), "%s: train.schedule must be a string", where.c_str());
-            o.schedule = v.get<std::string>();
-        } else if (k == "weight_decay") o.weight_decay = num();
-        else if (k == "ssm_lr") o.ssm_lr = num();
-        else if (k == "beta1") o.beta1 = num();
-        else if (k == "beta2") o.beta2 = num();
-        else if (k == "clip") o.clip = num();
-        else if (k == "eval_every") o.eval_every = integer();
-        else if (k == "eval_batches") o.eval_batches = integer();
-        else if (k == "save_every") o.save_every = integer();
-        else if (k == "log_every") o.log_every = integer();
-        else if (k == "dropout") o.dropout = num();
-        else if (k == "bucket_mb") o.bucket_mb = num();
-        else if (k == "zero1" || k == "overlap") {
-            HIPPO_CHECK(v.is_boolean(), "%s: train.%s must be true or false", where.c_str(), k.c_str());
-            (k == "zero1" ? o.zero1 : o.overlap) = v.get<bool>();
-        }
-        else if (k == "tokenizer") {
-            HIPPO_CHECK(v.is_string(), "%s: train.tokenizer must be a string", where.c_str());
-            o.tokenizer = v.get<std::string>();
-        }
-        else if (k == "data") {
-            HIPPO_CHECK(v.is_string(), "%s: train.data must be a string", where.c_str());
-            o.data = v.get<std::string>();
-        } else if (k == "comment") {
-        } else throw Error(strf("%s: unknown key 'train.%s'", where.c_str(), k.c_str()));
-    }
-}
-
 std::string checkpoint_dir_of(const std::string& run_dir) {
     if (fs::exists(fs::path(run_dir) / kModelFile)) return run_dir;
     return (fs::path(run_dir) / "checkpoint").string();
@@ -99,31 +39,21 @@ nlohmann::json load_config_on_root(const std::string& ckpt_dir) {
     return json::parse(comm.broadcast_string(text, 0, "checkpoint config"));
 }
 
-EvalResult evaluate(const LMModel& model, const DataSource& data, const std::string& split, int64_t batch,
+EvalResult evaluate(const Model& model, const DataSource& data, const std::string& split, int64_t batch,
                     int64_t seq_len, int64_t max_batches, Comm* comm) {
     NoGradGuard no_grad;
+    HIPPO_CHECK(batch >= 1, "evaluate: batch must be >= 1, got %lld", (long long)batch);
     const int64_t L = data.fixed_seq_len() > 0 ? data.fixed_seq_len() : seq_len;
+    HIPPO_CHECK(L >= 1, "evaluate: seq_len must be >= 1, got %lld", (long long)L);
     std::vector<Batch> batches = data.eval_batches(split, batch, L, max_batches);
-    const int64_t V = model.vocab_padded();
     const int rank = comm ? comm->rank() : 0, ranks = comm ? comm->size() : 1;
     double loss_sum = 0;
     int64_t correct = 0, count = 0;
     for (size_t bi = size_t(rank); bi < batches.size(); bi += size_t(ranks)) {
-        const Batch& b = batches[bi];
-        Tensor logits = model.forward(b.ids, b.B, b.L).contiguous();
-        int64_t n = 0;
-        for (int32_t t : b.targets) n += t != kIgnoreIndex;
-        if (n == 0) continue;
-        Tensor ce = cross_entropy(logits, b.targets, kIgnoreIndex);
-        loss_sum += double(ce.item()) * double(n);
-        const float* lp = logits.data();
-        for (size_t i = 0; i < b.targets.size(); i++) {
-            if (b.targets[i] == kIgnoreIndex) continue;
-            const float* row = lp + int64_t(i) * V;
-            int64_t arg = std::max_element(row, row + V) - row;
-            correct += arg == b.targets[i];
-        }
-        count += n;
+        BatchResult r = model.run_batch(batches[bi], 0, 0, true);
+        loss_sum += r.loss_sum;
+        correct += r.correct;
+        count += r.count;
     }
     if (comm && comm->distributed()) {
         double sums[3] = {loss_sum, double(correct), double(count)};
@@ -300,6 +230,11 @@ TrainResult train(const ModelConfig& model_config_in, const TrainOptions& opt_in
     const std::string ckpt_dir = (fs::path(o.out_dir) / "checkpoint").string();
     const std::string metrics_path = (fs::path(o.out_dir) / "metrics.jsonl").string();
 
+    if (!o.resume && root && !o.overwrite)
+        HIPPO_CHECK(!fs::exists(fs::path(ckpt_dir)) && !fs::exists(fs::path(metrics_path)),
+                    "train: '%s' already holds a run (checkpoint/ or metrics.jsonl); continue it with --resume or "
+                    "replace it with --overwrite",
+                    o.out_dir.c_str());
     ModelConfig cfg = model_config_in;
     json saved;
     if (o.resume) {
@@ -348,12 +283,16 @@ TrainResult train(const ModelConfig& model_config_in, const TrainOptions& opt_in
     comm.check_same("the run configuration (hippo version, model, train options, data, seed)",
                     std::string(HIPPO_VERSION) + " " + config_json.dump() + " " + data->describe());
 
-    LMModel model(cfg, splitmix64(o.seed ^ 0x1A17ull));
-    // Parameter groups.
+    std::unique_ptr<Model> model_ptr = make_model(cfg, splitmix64(o.seed ^ 0x1A17ull), 16);
+    Model& model = *model_ptr;
+    // Parameter groups, as the layers tagged them.
     NamedTensors ssm, decay, no_decay;
-    for (auto& [name, p] : model.named_parameters()) {
+    const NamedTensors named = model.named_parameters();
+    const std::vector<ParamTag> tags = model.parameter_groups();
+    for (size_t i = 0; i < named.size(); i++) {
+        const auto& [name, p] = named[i];
         if (!p.requires_grad()) continue;
-        if (is_ssm_parameter(name)) ssm.emplace_back(name, p);
+        if (tags[i] == ParamTag::ssm) ssm.emplace_back(name, p);
         else if (p.ndim() >= 2) decay.emplace_back(name, p);
         else no_decay.emplace_back(name, p);
     }
@@ -469,12 +408,11 @@ TrainResult train(const ModelConfig& model_config_in, const TrainOptions& opt_in
         Batch b = data->next_train_rows(o.batch, L, row0, row1);
         const uint64_t dseed = dropout_rng.next_u64();
         optim.zero_grad();
-        Tensor logits = model.forward(b.ids, b.B, b.L, dseed, row0);
-        Tensor loss = cross_entropy(logits, b.targets, kIgnoreIndex);
+        BatchResult br = model.run_batch(b, dseed, row0, false);
+        Tensor loss = br.loss;
         // The global batch's mean loss = sum over ranks of (rank's mean) * (rank's targets / all targets).
-        int64_t n_local = 0;
-        for (int32_t t : b.targets) n_local += t != kIgnoreIndex;
-        double sums[2] = {n_local > 0 ? double(loss.item()) * double(n_local) : 0.0, double(n_local)};
+        const int64_t n_local = br.count;
+        double sums[2] = {br.loss_sum, double(n_local)};
         comm.allreduce_sum(sums, 2, "loss");
         double lv = sums[1] > 0 ? sums[0] / sums[1] : std::nan("");
         if (step == o.inject_nan_step) lv = std::nan("");

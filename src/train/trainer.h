@@ -1,7 +1,7 @@
-// Training loop and evaluation for LMModel (models/lm.h) on a DataSource (data/source.h).
+// Training loop and evaluation for any Model (models/model.h) on a DataSource (data/source.h).
 //
-// train(): AdamW with three groups (matrices: weight decay; vectors: none; the SSM parameters of
-// is_ssm_parameter(): lr = ssm_lr = min(1e-3, lr) by default and no weight decay, as H3's configs),
+// train(): AdamW with three groups (matrices: weight decay; vectors: none; the parameters the layers
+// tag ParamTag::ssm: lr = ssm_lr = min(1e-3, lr) by default and no weight decay, as H3's configs),
 // an LR schedule (nn/schedule.h), gradient clipping, periodic evaluation and checkpoints.
 //
 // Run directory:
@@ -23,50 +23,10 @@
 #include <nlohmann/json.hpp>
 
 #include "data/source.h"
-#include "models/lm.h"
+#include "models/model.h"
+#include "train/run_options.h"
 
 namespace hippo {
-
-struct TrainOptions {
-    std::string data;     // SOURCE (data/source.h)
-    std::string tokenizer = "bytes";  // text sources: bytes or gpt2
-    std::string out_dir;  // RUN_DIR
-    int64_t steps = 1000;
-    int64_t batch = 32;
-    int64_t seq_len = 256;  // ignored by synthetic sources (fixed length)
-    double lr = 5e-4;
-    double min_lr = -1;  // < 0: 0.1 lr
-    int64_t warmup = -1; // < 0: 10 % of steps
-    std::string schedule = "cosine";
-    double weight_decay = 0.1;
-    double ssm_lr = -1;  // < 0: min(1e-3, lr)
-    double beta1 = 0.9, beta2 = 0.999;
-    double clip = 1.0;   // <= 0: no clipping
-    int64_t eval_every = 0;    // 0: at the end only
-    int64_t eval_batches = 20; // 0: the whole split
-    int64_t save_every = 0;    // 0: at the end only
-    int64_t log_every = 0;     // plain progress lines; 0: about 20 per run
-    uint64_t seed = 0;
-    int threads = 0;           // 0: keep the default
-    bool resume = false;
-    double dropout = -1;       // >= 0: overrides the model's embed_dropout and resid_dropout
-    int64_t stop_after = 0;    // > 0: stop (with a checkpoint) after this many steps of this run
-    int64_t inject_nan_step = -1;  // test hook: make the loss NaN at this step
-    // Test hook for the data-parallel fault tests: "RANK:STEP:KIND", KIND exit (the rank exits with
-    // code 3 at the start of STEP, as a crash would), kill (SIGKILL) or hang (sleeps for ever).
-    std::string inject_fault;
-    bool quiet = false;        // no progress output (tests)
-    // Data parallel (under mpirun; dist/comm.h, train/grad_sync.h).
-    bool zero1 = false;        // shard the optimizer state across ranks
-    bool overlap = true;       // bucketed all-reduce overlapped with backward
-    double bucket_mb = 8;      // bucket size (MiB)
-    double dist_timeout = 0;   // > 0: seconds a collective may wait before the job is ended
-
-    nlohmann::json to_json() const;
-};
-
-// Overrides `o` with the keys of a config file's "train" object (unknown keys are errors).
-void apply_train_json(TrainOptions& o, const nlohmann::json& train, const std::string& where);
 
 struct EvalResult {
     double loss = 0, accuracy = 0, perplexity = 0;
@@ -99,7 +59,7 @@ TrainResult train(const ModelConfig& model_config, const TrainOptions& opt);
 class Comm;
 // comm: evaluation batches are dealt round-robin to the ranks and the sums reduced (nullptr: this
 // process evaluates everything).
-EvalResult evaluate(const LMModel& model, const DataSource& data, const std::string& split, int64_t batch,
+EvalResult evaluate(const Model& model, const DataSource& data, const std::string& split, int64_t batch,
                     int64_t seq_len, int64_t max_batches, Comm* comm = nullptr);
 
 // The checkpoint's config.json: read by rank 0 and broadcast (the other ranks need no access to
