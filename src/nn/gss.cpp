@@ -3,7 +3,7 @@
 #include <cmath>
 
 #include "autograd/ops.h"
-#include "kernels/ssm_kernel.h"
+#include "kernels/diag_ssm.h"
 #include "nn/init.h"
 
 namespace hippo {
@@ -76,13 +76,12 @@ GSSState GSS::new_state(int64_t batch) const {
     GSSState st;
     st.batch = batch;
     st.x.assign(size_t(batch * H * M), {0.0f, 0.0f});
-    std::vector<std::complex<double>> a(size_t(H * M)), b(size_t(H * M));
-    s4d_discretize(a.data(), b.data(), nullptr, log_dt.data(), inv_A_real.data(), A_imag.data(), ssm_B.data(),
-                   ssm_C.data(), H, M, Discretization::zoh);
-    st.dA.assign(a.begin(), a.end());
-    st.dB.assign(b.begin(), b.end());
+    st.dA.resize(size_t(H * M));
+    st.dB.resize(size_t(H * M));
     st.C.resize(size_t(H * M));
-    for (int64_t i = 0; i < H * M; i++) st.C[size_t(i)] = {ssm_C.data()[2 * i], ssm_C.data()[2 * i + 1]};
+    // DSS-exp: ZOH with the frozen log_dt (0, i.e. dt = 1) and B (1), as the parallel mode uses them.
+    diag_ssm_discretize(st.dA.data(), st.dB.data(), st.C.data(), log_dt.data(), inv_A_real.data(), A_imag.data(),
+                        ssm_B.data(), ssm_C.data(), H, M, Discretization::zoh);
     return st;
 }
 
@@ -106,20 +105,12 @@ Tensor GSS::step(const Tensor& x, GSSState& st) const {
     Tensor v = gelu(proj_v->forward(x));
     Tensor u = gelu(proj_u->forward(x)).contiguous();
     Tensor y = Tensor::empty({st.batch, H});
-    for (int64_t b = 0; b < st.batch; b++)
-        for (int64_t h = 0; h < H; h++) {
-            float w = u.data()[b * H + h];
-            std::complex<float>* xs = st.x.data() + (b * H + h) * M;
-            const std::complex<float>* dA = st.dA.data() + h * M;
-            const std::complex<float>* dB = st.dB.data() + h * M;
-            const std::complex<float>* C = st.C.data() + h * M;
-            float acc = 0;
-            for (int64_t m = 0; m < M; m++) {
-                xs[m] = dA[m] * xs[m] + dB[m] * w;
-                acc += 2.0f * (C[m].real() * xs[m].real() - C[m].imag() * xs[m].imag());
-            }
-            y.data()[b * H + h] = acc + D.data()[h] * w;
-        }
+    for (int64_t b = 0; b < st.batch; b++) {
+        const float* w = u.data() + b * H;
+        float* yb = y.data() + b * H;
+        diag_ssm_step(yb, st.x.data() + b * H * M, w, st.dA.data(), st.dB.data(), st.C.data(), H, M);
+        for (int64_t h = 0; h < H; h++) yb[h] += D.data()[h] * w[h];
+    }
     return head(y, v);
 }
 

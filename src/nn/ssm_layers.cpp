@@ -4,9 +4,9 @@
 #include <cmath>
 
 #include "common/runtime.h"
-#include "common/simd.h"
 
 #include "autograd/ops.h"
+#include "kernels/diag_ssm.h"
 #include "kernels/ssm_kernel.h"
 #include "nn/init.h"
 
@@ -31,64 +31,6 @@ void s4d_init(Tensor& log_dt, Tensor& inv_A_real, Tensor& A_imag, Tensor& B, Ten
             C.data()[2 * i + 1] = float(rng.normal() * std::sqrt(0.5));
         }
 }
-
-namespace {
-
-// dA, dB, C of every (head, mode) as complex floats, for the recurrent modes.
-void discretize_for_step(std::vector<std::complex<float>>& dA, std::vector<std::complex<float>>& dB,
-                         std::vector<std::complex<float>>& Cc, const Tensor& log_dt, const Tensor& iar,
-                         const Tensor& aim, const Tensor& B, const Tensor& C, Discretization disc) {
-    const int64_t H = log_dt.numel(), M = iar.numel() / H;
-    std::vector<std::complex<double>> a(size_t(H * M)), b(size_t(H * M));
-    s4d_discretize(a.data(), b.data(), nullptr, log_dt.data(), iar.data(), aim.data(), B.data(), C.data(), H, M, disc);
-    dA.assign(a.begin(), a.end());
-    dB.assign(b.begin(), b.end());
-    Cc.resize(size_t(H * M));
-    for (int64_t i = 0; i < H * M; i++) Cc[size_t(i)] = {C.data()[2 * i], C.data()[2 * i + 1]};
-}
-
-// One diagonal-SSM step for one channel: x <- dA x + dB w, returns 2 Re(sum C x).
-inline float diag_step(std::complex<float>* x, const std::complex<float>* dA, const std::complex<float>* dB,
-                       const std::complex<float>* C, float w, int64_t M) {
-    // Spelled out in real arithmetic: std::complex's operator* checks for inf/NaN through a
-    // library call (C99 Annex G) unless compiled with -fcx-limited-range, which would also block
-    // vectorisation. Returns sum_m 2 Re(C_m x_m) after x_m = dA_m x_m + dB_m w.
-    float* xf = reinterpret_cast<float*>(x);
-    const float* a = reinterpret_cast<const float*>(dA);
-    const float* bb = reinterpret_cast<const float*>(dB);
-    const float* c = reinterpret_cast<const float*>(C);
-    float acc = 0;
-    int64_t m = 0;
-#ifdef __AVX512F__
-    // 8 interleaved complex numbers per register: (re, im) pairs; moveldup / movehdup broadcast a
-    // pair's re / im, and fmaddsub gives (ar xr - ai xi, ar xi + ai xr) in one instruction.
-    if (M >= 8) {
-        const __m512 wv = _mm512_set1_ps(w);
-        const __m512 re_minus_im = _mm512_setr_ps(1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1);
-        __m512 accv = _mm512_setzero_ps();
-        for (; m + 8 <= M; m += 8) {
-            const __m512 av = _mm512_loadu_ps(a + 2 * m), xv = _mm512_loadu_ps(xf + 2 * m);
-            const __m512 swapped = _mm512_permute_ps(xv, 0xB1);  // (xi, xr)
-            const __m512 ax = _mm512_fmaddsub_ps(_mm512_moveldup_ps(av), xv, _mm512_mul_ps(_mm512_movehdup_ps(av), swapped));
-            const __m512 nx = _mm512_fmadd_ps(_mm512_loadu_ps(bb + 2 * m), wv, ax);
-            _mm512_storeu_ps(xf + 2 * m, nx);
-            accv = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_loadu_ps(c + 2 * m), re_minus_im), nx, accv);
-        }
-        acc = _mm512_reduce_add_ps(accv);
-    }
-#endif
-    for (; m < M; m++) {
-        const float xr = xf[2 * m], xi = xf[2 * m + 1];
-        const float nr = a[2 * m] * xr - a[2 * m + 1] * xi + bb[2 * m] * w;
-        const float ni = a[2 * m] * xi + a[2 * m + 1] * xr + bb[2 * m + 1] * w;
-        xf[2 * m] = nr;
-        xf[2 * m + 1] = ni;
-        acc += c[2 * m] * nr - c[2 * m + 1] * ni;
-    }
-    return 2.0f * acc;
-}
-
-}  // namespace
 
 // ---------------------------------------------------------------------------------------------
 // H3
@@ -177,7 +119,11 @@ H3State H3::new_state(int64_t batch) const {
     st.taps.resize(size_t(N * d));  // (N, D): a tap's weights for all channels are contiguous
     for (int64_t c = 0; c < d; c++)
         for (int64_t j = 0; j < N; j++) st.taps[size_t(j * d + c)] = taps[size_t(c * N + j)];
-    discretize_for_step(st.dA, st.dB, st.C, log_dt, inv_A_real, A_imag, ssm_B, ssm_C, cfg_.disc);
+    st.dA.resize(size_t(H * M));
+    st.dB.resize(size_t(H * M));
+    st.C.resize(size_t(H * M));
+    diag_ssm_discretize(st.dA.data(), st.dB.data(), st.C.data(), log_dt.data(), inv_A_real.data(), A_imag.data(),
+                        ssm_B.data(), ssm_C.data(), H, M, cfg_.disc);
     return st;
 }
 
@@ -240,6 +186,7 @@ Tensor H3::step(const Tensor& u, H3State& st) const {
     for (int64_t grp = 0; grp < groups; grp++) {
         const int64_t b0 = grp * G, g_n = std::min(G, st.batch - b0);
         std::vector<float> kt_buf(static_cast<size_t>(g_n * d));
+        std::vector<float> w_buf(static_cast<size_t>(P * P)), z_buf(static_cast<size_t>(P * P));  // (P, P)
         float* ring[kMaxGroup];
         for (int64_t g = 0; g < g_n; g++) {
             const float* kb = k.data() + (b0 + g) * d;
@@ -263,13 +210,14 @@ Tensor H3::step(const Tensor& u, H3State& st) const {
                 const float* vb = v.data() + (b0 + g) * d;
                 const float* qb = q.data() + (b0 + g) * d;
                 float* ob = o.data() + (b0 + g) * d;
-                std::complex<float>* xb = st.x.data() + (b0 + g) * H * P * P * M;
+                std::complex<float>* xh = st.x.data() + ((b0 + g) * H + h) * P * P * M;  // (P, P, M)
+                for (int64_t i = 0; i < P; i++)
+                    for (int64_t j = 0; j < P; j++) w_buf[size_t(i * P + j)] = kt[h * P + i] * vb[h * P + j];
+                diag_ssm_step(z_buf.data(), xh, w_buf.data(), dA, dB, Cc, P * P, M, P * P);
                 for (int64_t i = 0; i < P; i++)
                     for (int64_t j = 0; j < P; j++) {
-                        float w = kt[h * P + i] * vb[h * P + j];
-                        std::complex<float>* x = xb + ((h * P + i) * P + j) * M;
-                        float z = diag_step(x, dA, dB, Cc, w, M) + Dd[h] * w;
-                        ob[h * P + j] += qb[h * P + i] * z;
+                        const float w = w_buf[size_t(i * P + j)];
+                        ob[h * P + j] += qb[h * P + i] * (z_buf[size_t(i * P + j)] + Dd[h] * w);
                     }
             }
         }
@@ -327,8 +275,13 @@ Tensor S4D::forward(const Tensor& u) const {
 S4DState S4D::new_state(int64_t batch) const {
     S4DState st;
     st.batch = batch;
-    st.x.assign(size_t(batch * cfg_.d_model * (cfg_.d_state / 2)), {0.0f, 0.0f});
-    discretize_for_step(st.dA, st.dB, st.C, log_dt, inv_A_real, A_imag, ssm_B, ssm_C, cfg_.disc);
+    const int64_t d = cfg_.d_model, M = cfg_.d_state / 2;
+    st.x.assign(size_t(batch * d * M), {0.0f, 0.0f});
+    st.dA.resize(size_t(d * M));
+    st.dB.resize(size_t(d * M));
+    st.C.resize(size_t(d * M));
+    diag_ssm_discretize(st.dA.data(), st.dB.data(), st.C.data(), log_dt.data(), inv_A_real.data(), A_imag.data(),
+                        ssm_B.data(), ssm_C.data(), d, M, cfg_.disc);
     return st;
 }
 
@@ -352,13 +305,12 @@ Tensor S4D::step(const Tensor& u, S4DState& st) const {
                 (long long)st.batch, (long long)d, u.shape().str().c_str());
     Tensor uc = u.contiguous();
     Tensor z = Tensor::empty({st.batch, d});
-    for (int64_t b = 0; b < st.batch; b++)
-        for (int64_t c = 0; c < d; c++) {
-            float w = uc.data()[b * d + c];
-            z.data()[b * d + c] = diag_step(st.x.data() + (b * d + c) * M, st.dA.data() + c * M, st.dB.data() + c * M,
-                                            st.C.data() + c * M, w, M) +
-                                  D.data()[c] * w;
-        }
+    for (int64_t b = 0; b < st.batch; b++) {
+        const float* w = uc.data() + b * d;
+        float* zb = z.data() + b * d;
+        diag_ssm_step(zb, st.x.data() + b * d * M, w, st.dA.data(), st.dB.data(), st.C.data(), d, M);
+        for (int64_t c = 0; c < d; c++) zb[c] += D.data()[c] * w[c];
+    }
     return head(z);
 }
 
