@@ -77,8 +77,9 @@ TEST(Registry, NamesAliasesAndErrors) {
 
 // Every integer and float field is range-checked; values of the wrong kind are named.
 TEST(Registry, ConfigRangesAreChecked) {
-    auto err = [](const std::string& key, json v, const std::string& block = "") {
-        json j = tiny_json("h3");
+    // Cross-field checks (divisibility, odd windows) belong to the mixers in use.
+    auto err = [](const std::string& key, json v, const std::string& block = "", const std::string& mixer = "h3") {
+        json j = tiny_json(mixer);
         if (block.empty()) j[key] = v;
         else j[block][key] = v;
         return error_of([&] { parse_model_config(j, "c.json"); });
@@ -91,11 +92,12 @@ TEST(Registry, ConfigRangesAreChecked) {
     EXPECT_NE(err("d_state", 7, "ssm_cfg").find("even"), std::string::npos);
     EXPECT_NE(err("d_state", 0, "ssm_cfg").find("ssm_cfg: 'd_state': 0 is out of range"), std::string::npos);
     EXPECT_NE(err("dt_min", 0.5, "ssm_cfg").find("larger than dt_max"), std::string::npos);
-    EXPECT_NE(err("num_heads", 3, "attn_cfg").find("not a multiple of attn_cfg.num_heads 3"), std::string::npos);
-    EXPECT_NE(err("window", 2, "bigbird_cfg").find("odd"), std::string::npos);
+    EXPECT_NE(err("num_heads", 3, "attn_cfg", "attention").find("not a multiple of attn_cfg.num_heads 3"), std::string::npos);
+    EXPECT_NE(err("window", 2, "bigbird_cfg", "bigbird").find("odd"), std::string::npos);
     EXPECT_NE(err("vocab_size", 0).find("'vocab_size' must be a positive integer"), std::string::npos);
     EXPECT_NE(err("vocab_size", 99999999999).find("'vocab_size'"), std::string::npos);
     EXPECT_EQ(err("d_inner", 0), "");
+    EXPECT_EQ(err("num_heads", 3, "attn_cfg"), "");  // a pure H3 stack has no attention heads to divide
 }
 
 TEST(Registry, ModelsThatCannotFitAreRefusedBeforeAllocating) {
