@@ -59,10 +59,11 @@ double Args::get_double(const std::string& name, double def, double lo, double h
     return has(name) ? parse_number_text(get(name), "option --" + name, lo, hi) : def;
 }
 
-std::vector<long long> Args::get_int_list(const std::string& name, const std::vector<long long>& def) const {
+std::vector<long long> Args::get_int_list(const std::string& name, const std::vector<long long>& def, long long lo,
+                                         long long hi) const {
     if (!has(name)) return def;
     std::vector<long long> out;
-    for (const std::string& item : get_list(name, "")) out.push_back(parse_int(name, item));
+    for (const std::string& item : get_list(name, "")) out.push_back(parse_int(name, item, lo, hi));
     return out;
 }
 

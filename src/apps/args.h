@@ -25,7 +25,8 @@ public:
     long long get_int(const std::string& name, long long def, long long lo = LLONG_MIN, long long hi = LLONG_MAX) const;
     // Finite decimal numbers within [lo, hi] ("inf", "nan", "0x10" are refused).
     double get_double(const std::string& name, double def, double lo = -DBL_MAX, double hi = DBL_MAX) const;
-    std::vector<long long> get_int_list(const std::string& name, const std::vector<long long>& def) const;
+    std::vector<long long> get_int_list(const std::string& name, const std::vector<long long>& def, long long lo = LLONG_MIN,
+                                        long long hi = LLONG_MAX) const;
     // "a,b,c" -> {"a", "b", "c"}; `def` split the same way when the option is absent.
     std::vector<std::string> get_list(const std::string& name, const std::string& def) const;
     const std::vector<std::string>& positional() const { return positional_; }

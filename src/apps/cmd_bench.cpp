@@ -29,7 +29,7 @@ std::vector<BenchRecord> peaks() {
 
 std::vector<int> fft_sizes(const Args& args) {
     std::vector<int> out;
-    for (long long v : args.get_int_list("fft-log2", {11, 12, 13, 14, 15, 16, 17})) out.push_back(int(v));
+    for (long long v : args.get_int_list("fft-log2", {11, 12, 13, 14, 15, 16, 17}, 1, 26)) out.push_back(int(v));
     return out;
 }
 
@@ -91,30 +91,30 @@ int cmd_bench(int argc, char** argv) {
     } else if (name == "norm") {
         append(recs, bench_norm());
     } else if (name == "fftconv") {
-        append(recs, bench_fftconv(args.get_int_list("L", {1024, 4096, 16384, 65536, 1048576}),
-                                   args.get_int("channels", 768), args.get_int("chunk", 8192)));
+        append(recs, bench_fftconv(args.get_int_list("L", {1024, 4096, 16384, 65536, 1048576}, 1, 1LL << 30),
+                                   args.get_int("channels", 768, 1, 1LL << 30), args.get_int("chunk", 8192, 1, 1LL << 30)));
     } else if (name == "attention") {
-        append(recs, bench_attention(args.get_int_list("L", {1024, 2048, 4096, 16384, 65536})));
+        append(recs, bench_attention(args.get_int_list("L", {1024, 2048, 4096, 16384, 65536}, 1, 1LL << 30)));
     } else if (name == "generate") {
         GenerateShape shape;
-        shape.d_model = args.get_int("d-model", shape.d_model);
-        shape.n_layer = args.get_int("layers", shape.n_layer);
-        shape.vocab = args.get_int("vocab", shape.vocab);
-        append(recs, bench_generate(args.get_int_list("prompts", {128, 512, 1536, 4096}), args.get_int_list("batches", {1, 8}),
-                                    args.get_int("gen", 128), args.get_int_list("contexts", {128, 8192}),
+        shape.d_model = args.get_int("d-model", shape.d_model, 1, 1LL << 30);
+        shape.n_layer = args.get_int("layers", shape.n_layer, 1, 1LL << 30);
+        shape.vocab = args.get_int("vocab", shape.vocab, 1, 1LL << 30);
+        append(recs, bench_generate(args.get_int_list("prompts", {128, 512, 1536, 4096}, 1, 1LL << 30), args.get_int_list("batches", {1, 8}, 1, 1LL << 30),
+                                    args.get_int("gen", 128, 1, 1LL << 30), args.get_int_list("contexts", {128, 8192}, 1, 1LL << 30),
                                     args.get_list("decode-weights", "fp32,bf16,int8"), shape));
     } else if (name == "train") {
-        append(recs, bench_train(args.get_list("models", "h3,hybrid,transformer"), args.get_int("L", 2048), args.get_int("d-model", 768),
-                                 args.get_int("layers", 12), args.get_int("vocab", 50257)));
+        append(recs, bench_train(args.get_list("models", "h3,hybrid,transformer"), args.get_int("L", 2048, 1, 1LL << 30), args.get_int("d-model", 768, 1, 1LL << 30),
+                                 args.get_int("layers", 12, 1, 1LL << 30), args.get_int("vocab", 50257, 1, 1LL << 30)));
     } else if (name == "allreduce") {
         append(recs, bench_allreduce(args.has("quick")));
     } else if (name == "dp-step") {
-        append(recs, bench_dp_step(args.get("models", "h3"), args.get_int("batch", 16), args.get_int("L", 256),
-                                   args.get_int("d-model", 256), args.get_int("layers", 4), args.get_int("vocab", 256),
-                                   args.has("zero1"), !args.has("no-overlap"), int(args.get_int("steps", 10)),
-                                   args.get_double("bucket-mb", 8)));
+        append(recs, bench_dp_step(args.get("models", "h3"), args.get_int("batch", 16, 1, 1LL << 30), args.get_int("L", 256, 1, 1LL << 30),
+                                   args.get_int("d-model", 256, 1, 1LL << 30), args.get_int("layers", 4, 1, 1LL << 30), args.get_int("vocab", 256, 1, 1LL << 30),
+                                   args.has("zero1"), !args.has("no-overlap"), int(args.get_int("steps", 10, 1, 1LL << 30)),
+                                   args.get_double("bucket-mb", 8, 1e-3, 65536)));
     } else if (name == "h3") {
-        append(recs, bench_h3(args.get_int_list("L", {2048}), args.get_int("d-model", 768)));
+        append(recs, bench_h3(args.get_int_list("L", {2048}, 1, 1LL << 30), args.get_int("d-model", 768, 1, 1LL << 30)));
     } else {
         throw Error(strf("unknown benchmark '%s' (see 'hippo bench --help')", name.c_str()));
     }

@@ -101,7 +101,7 @@ int cmd_generate(int argc, char** argv) {
             p = encode(std::string(bytes.begin(), bytes.end()));
         } else if (args.has("prompt")) p = encode(args.get("prompt"));
         else if (args.positional().size() > 1) p = encode(args.positional()[1]);
-        int64_t copies = args.get_int("batch", 1);
+        int64_t copies = args.get_int("batch", 1, 1, 4096);
         HIPPO_CHECK(copies >= 1, "--batch must be >= 1");
         for (int64_t i = 0; i < copies; i++) prompts.push_back(p);
     }
@@ -114,15 +114,15 @@ int cmd_generate(int argc, char** argv) {
 
     SamplingOptions so;
     so.greedy = args.has("greedy");
-    so.temperature = float(args.get_double("temperature", 1.0));
-    so.top_k = args.get_int("top-k", 0);
-    so.top_p = float(args.get_double("top-p", 1.0));
-    so.repetition_penalty = float(args.get_double("repetition-penalty", 1.0));
+    so.temperature = float(args.get_double("temperature", 1.0, 0.0, 1e4));
+    so.top_k = args.get_int("top-k", 0, 0, 1 << 24);
+    so.top_p = float(args.get_double("top-p", 1.0, 0.0, 1.0));
+    so.repetition_penalty = float(args.get_double("repetition-penalty", 1.0, 1e-3, 1e3));
     check_sampling_options(so);
-    const int64_t n_new = args.get_int("n", 64);
+    const int64_t n_new = args.get_int("n", 64, 0, 1 << 24);
     HIPPO_CHECK(n_new >= 0, "--n must be >= 0");
     const std::string stop = args.get("stop");
-    const uint64_t seed = uint64_t(args.get_int("seed", 0));
+    const uint64_t seed = uint64_t(args.get_int("seed", 0, 0, LLONG_MAX));
     const bool json = args.has("json");
 
     const int64_t B = int64_t(prompts.size());

@@ -5,6 +5,7 @@
 #include "apps/args.h"
 #include "apps/commands.h"
 #include "common/check.h"
+#include "common/schema.h"
 #include "io/torch_import.h"
 #include "models/h3_import.h"
 #include "models/config.h"
@@ -12,7 +13,7 @@
 namespace hippo {
 
 int cmd_import(int argc, char** argv) {
-    Args args(argc, argv, {"help"}, {"out", "heads", "config"});
+    Args args(argc, argv, {"help"}, {"out", "heads", "config", "threads"});
     if (args.has("help")) {
         std::printf(
             "usage: hippo import FILE.pt --out DIR [--heads N] [--config JSON|FILE]\n"
@@ -24,21 +25,22 @@ int cmd_import(int argc, char** argv) {
             "  --heads N      attention heads (required when the model has attention layers; H3 releases:\n"
             "                 125M 12, 355M 16, 1.3B 16, 2.7B 20)\n"
             "  --config X     JSON object (inline, starting with '{', or a file) merged over the inferred\n"
-            "                 config, e.g. '{\"vocab_size\": 50257}'\n");
+            "                 config, e.g. '{\"vocab_size\": 50257}'\n"
+            "  --threads N\n");
         return 0;
     }
+    apply_threads_option(args);
     const auto& pos = args.positional();
     HIPPO_CHECK(pos.size() == 1, "expected one checkpoint file (see 'hippo import --help')");
     HIPPO_CHECK(args.has("out"), "--out DIR is required");
     ImportOptions opt;
     opt.out_dir = args.get("out");
-    opt.heads = args.get_int("heads", 0);
+    opt.heads = args.get_int("heads", 0, 1, 1 << 16);
     HIPPO_CHECK(!args.has("heads") || opt.heads > 0, "--heads must be positive");
     if (args.has("config")) {
         std::string c = args.get("config");
         if (!c.empty() && c[0] == '{') {
-            opt.config_patch = nlohmann::json::parse(c, nullptr, false);
-            HIPPO_CHECK(!opt.config_patch.is_discarded(), "--config: invalid JSON");
+            opt.config_patch = parse_json_strict(c, "--config");
         } else {
             opt.config_patch = read_json_file(c);
         }

@@ -163,7 +163,7 @@ int cmd_plot(int argc, char** argv) {
     HIPPO_CHECK(!args.positional().empty(), "plot: no run directories (see 'hippo plot --help')");
     HIPPO_CHECK(args.has("out"), "plot: --out FILE.svg is required");
     std::vector<Run> runs;
-    for (const auto& d : args.positional()) runs.push_back(read_run(d, args.get_int("smooth", 0)));
+    for (const auto& d : args.positional()) runs.push_back(read_run(d, args.get_int("smooth", 0, 0, 1 << 20)));
     bool has_acc = false;
     for (auto& r : runs) has_acc |= !r.val_acc.x.empty();
     const double W = 900, PH = 380;

@@ -34,7 +34,7 @@ int cmd_score(int argc, char** argv) {
     const int64_t vocab = model.config().vocab_size, Vp = model.vocab_padded();
 
     std::vector<int32_t> ids;
-    int64_t B = args.get_int("batch", 1);
+    int64_t B = args.get_int("batch", 1, 1, 1 << 20);
     if (args.has("tokens")) {
         std::vector<uint8_t> raw = read_file(args.get("tokens"));
         HIPPO_CHECK(raw.size() % 4 == 0, "'%s' has %zu bytes, not a whole number of int32 ids", args.get("tokens").c_str(), raw.size());

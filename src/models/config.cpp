@@ -44,7 +44,7 @@ const Schema& model_schema() {
             .string("comment", nullptr, {}, "free text")
             .integer("d_model", nullptr, 1, 1 << 20, "width D")
             .integer("n_layer", nullptr, 1, 1 << 20, "number of blocks")
-            .integer("d_inner", 0, 0, 1 << 24, "MLP width (0: 4 d_model)")
+            .integer("d_inner", nullptr, 1, 1 << 24, "MLP width (absent: 4 d_model)")
             .string("mixer", "h3", {}, "the mixer of every layer")
             .string("attn_mixer", "attention", {}, "the mixer of the layers in attn_layer_idx")
             .string("ff", nullptr, {"mlp", "none"}, "feed-forward slot (default: the mixer's)")
@@ -109,7 +109,7 @@ ModelConfig parse_model_config(const json& top, const std::string& where_in) {
                     vocab.dump().c_str());
         c.vocab_size = vocab.get<int64_t>();
     }
-    c.d_inner = v.at("d_inner").get<int64_t>();
+    c.d_inner = v.value("d_inner", int64_t(0));
     try {
         c.mixer = find_mixer(v.at("mixer").get<std::string>()).name;
         c.attn_mixer = find_mixer(v.at("attn_mixer").get<std::string>()).name;
