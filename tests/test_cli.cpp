@@ -2,11 +2,18 @@
 // resume semantics, run-directory safety and bad input (in-process; one-line errors).
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
 #include "apps/commands.h"
 #include "common/check.h"
+#include "models/config.h"
+#include "models/model.h"
 #include "nn/checkpoint.h"
 
 using namespace hippo;
@@ -139,4 +146,44 @@ TEST(Cli, ConfigsAreCheckedBeforeAnythingIsBuilt) {
     EXPECT_NE(error_of({"train", "--model", "/dev/zero", "--describe"}).find("not a regular file"), std::string::npos);
     fs::remove(dup);
     fs::remove(huge);
+}
+
+TEST(Cli, RunDirectoryLockStaleTempsAndLogCoverage) {
+    const std::string out = tmp("lock");
+    fs::create_directories(out);
+    {
+        // Another training holds the run directory: this one is refused and writes nothing.
+        const int fd = ::open((out + "/.lock").c_str(), O_RDWR | O_CREAT, 0644);
+        ASSERT_GE(fd, 0);
+        ASSERT_EQ(::flock(fd, LOCK_EX), 0);
+        EXPECT_NE(error_of(train_args(out)).find("another training is using run directory"), std::string::npos);
+        EXPECT_FALSE(fs::exists(out + "/metrics.jsonl"));
+        ::close(fd);
+    }
+    // A save interrupted in a process that no longer runs left a temp directory: it is removed.
+    const std::string stale = out + "/checkpoint.tmp.999999999.0";
+    fs::create_directories(stale);
+    std::ofstream(stale + "/model.safetensors") << "partial";
+    ASSERT_EQ(run(train_args(out, {"--save-every", "1", "--stop-after", "3"})), 0);
+    EXPECT_FALSE(fs::exists(stale));
+    // The log on disk covers every step up to the checkpoint.
+    std::ifstream log(out + "/metrics.jsonl");
+    int64_t last = 0;
+    for (std::string line; std::getline(log, line);) last = std::max<int64_t>(last, nlohmann::json::parse(line).value("step", 0));
+    EXPECT_EQ(last, 3);
+    fs::remove_all(out);
+}
+
+TEST(Cli, NonFiniteWeightsAreRefusedOnLoad) {
+    const std::string out = tmp("nan_weights");
+    ASSERT_EQ(run(train_args(out)), 0);
+    const std::string ck = out + "/checkpoint";
+    nlohmann::json cfg = load_config(ck);
+    std::unique_ptr<Model> m = make_model(parse_model_config(cfg.at("model")), 0);
+    load_checkpoint(ck, *m);
+    m->named_parameters()[3].second.data()[1] = std::nanf("");
+    save_checkpoint(ck, *m, cfg);
+    const std::string e = error_of({"eval", out});
+    EXPECT_NE(e.find("holds a non-finite value"), std::string::npos) << e;
+    fs::remove_all(out);
 }

@@ -1,5 +1,9 @@
 #include "nn/checkpoint.h"
 
+#include <signal.h>
+#include <cmath>
+#include <cstdlib>
+
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -45,7 +49,14 @@ void plan_f32(const SafetensorsFile& f, const NamedTensors& expected, Apply& app
                     name.c_str(), dtype_name(dt));
         HIPPO_CHECK(t.is_contiguous(), "checkpoint: target of '%s' is not contiguous", name.c_str());
         Tensor target = t;  // clang 14 cannot capture a structured binding in a lambda
-        apply.push_back([&f, info, target] { f.read_f32(*info, target.data()); });
+        apply.push_back([&f, info, target] {
+            f.read_f32(*info, target.data());
+            // A NaN or Inf weight would only show later as a NaN loss or garbage text.
+            const float* d = target.data();
+            for (int64_t i = 0; i < target.numel(); i++)
+                HIPPO_CHECK(std::isfinite(d[i]), "checkpoint '%s': tensor '%s' holds a non-finite value (%g at index %lld)",
+                            f.source().c_str(), info->name.c_str(), double(d[i]), (long long)i);
+        });
     }
 }
 
@@ -138,6 +149,26 @@ void plan_train_state(const SafetensorsFile& f, Optimizer& opt, bool strict, Tra
     apply.push_back([&opt, opt_step] { opt.set_step_count(opt_step); });
     out = std::move(st);
 }
+
+}  // namespace
+
+void remove_stale_checkpoint_temps(const std::string& dir) {
+    const fs::path d(dir);
+    const fs::path parent = d.parent_path().empty() ? fs::path(".") : d.parent_path();
+    const std::string prefix = d.filename().string() + ".tmp.";
+    std::error_code ec;
+    for (fs::directory_iterator it(parent, ec), end; !ec && it != end; it.increment(ec)) {
+        const std::string name = it->path().filename().string();
+        if (name.rfind(prefix, 0) != 0) continue;
+        // <dir>.tmp.<pid>.<seq>: a save in progress in a live process other than this one is left alone.
+        const long pid = std::atol(name.c_str() + prefix.size());
+        if (pid > 0 && pid != long(::getpid()) && (::kill(pid_t(pid), 0) == 0 || errno == EPERM)) continue;
+        std::error_code rm;
+        fs::remove_all(it->path(), rm);
+    }
+}
+
+namespace {
 
 int fsync_dir(const std::string& dir) {
     int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -238,6 +269,7 @@ void save_checkpoint(const std::string& dir_in, const Module& model, const json&
         fs::create_directories(parent, ec);
         HIPPO_CHECK(!ec, "save_checkpoint: cannot create '%s': %s", parent.c_str(), ec.message().c_str());
     }
+    remove_stale_checkpoint_temps(dir);
     const std::string tmp = strf("%s.tmp.%ld.%llu", dir.c_str(), long(::getpid()), (unsigned long long)g_seq++);
     if (::mkdir(tmp.c_str(), 0755) != 0)
         throw Error(strf("save_checkpoint: cannot create '%s': %s", tmp.c_str(), errstr(errno).c_str()));

@@ -76,4 +76,8 @@ nlohmann::json load_config(const std::string& dir);
 void load_checkpoint(const std::string& dir, Module& model, Optimizer* opt = nullptr, TrainState* st = nullptr,
                      bool strict = true);
 
+// Removes `<dir>.tmp.*` directories left by interrupted saves (those of processes no longer running,
+// and this process's own). save_checkpoint calls it; training calls it on start and on resume.
+void remove_stale_checkpoint_temps(const std::string& dir);
+
 }  // namespace hippo

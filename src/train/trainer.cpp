@@ -1,5 +1,7 @@
 #include "train/trainer.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,6 +13,7 @@
 #include <sstream>
 
 #include <csignal>
+#include <cstring>
 #include <thread>
 
 #include "autograd/ops.h"
@@ -18,6 +21,7 @@
 #include "data/synthetic.h"
 #include "dist/comm.h"
 #include "train/grad_sync.h"
+#include "io/file.h"
 #include "nn/checkpoint.h"
 #include "nn/optim.h"
 #include "nn/schedule.h"
@@ -136,9 +140,40 @@ void truncate_metrics(const std::string& path, int64_t last_step) {
         }
     }
     f.close();
-    std::ofstream o(path, std::ios::trunc);
-    o << kept;
+    write_file_atomic(path, kept.data(), kept.size());
 }
+
+// The training log reaches the disk before the checkpoint that it must cover.
+void sync_file(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY);
+    if (fd < 0) return;
+    ::fsync(fd);
+    ::close(fd);
+}
+
+// An exclusive lock on RUN_DIR/.lock for the life of the training: a second training into the same
+// run directory is refused instead of interleaving its log and checkpoints with this one's.
+class RunDirLock {
+public:
+    explicit RunDirLock(const std::string& dir) {
+        const std::string path = (fs::path(dir) / ".lock").string();
+        fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        HIPPO_CHECK(fd_ >= 0, "train: cannot create '%s': %s", path.c_str(), std::strerror(errno));
+        if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+            ::close(fd_);
+            fd_ = -1;
+            throw Error(strf("train: another training is using run directory '%s' (it holds %s)", dir.c_str(), path.c_str()));
+        }
+    }
+    ~RunDirLock() {
+        if (fd_ >= 0) ::close(fd_);  // releases the lock
+    }
+    RunDirLock(const RunDirLock&) = delete;
+    RunDirLock& operator=(const RunDirLock&) = delete;
+
+private:
+    int fd_ = -1;
+};
 
 bool all_finite(const Module& m) {
     for (const Tensor& p : m.parameters()) {
@@ -230,11 +265,23 @@ TrainResult train(const ModelConfig& model_config_in, const TrainOptions& opt_in
     const std::string ckpt_dir = (fs::path(o.out_dir) / "checkpoint").string();
     const std::string metrics_path = (fs::path(o.out_dir) / "metrics.jsonl").string();
 
-    if (!o.resume && root && !o.overwrite)
-        HIPPO_CHECK(!fs::exists(fs::path(ckpt_dir)) && !fs::exists(fs::path(metrics_path)),
-                    "train: '%s' already holds a run (checkpoint/ or metrics.jsonl); continue it with --resume or "
-                    "replace it with --overwrite",
-                    o.out_dir.c_str());
+    std::unique_ptr<RunDirLock> lock;
+    if (root) {
+        if (o.resume) {
+            HIPPO_CHECK(fs::is_directory(o.out_dir), "train --resume: '%s' is not a run directory", o.out_dir.c_str());
+        } else {
+            HIPPO_CHECK(!fs::exists(o.out_dir) || fs::is_directory(o.out_dir), "train: '%s' exists and is not a directory",
+                        o.out_dir.c_str());
+            fs::create_directories(o.out_dir);
+        }
+        lock = std::make_unique<RunDirLock>(o.out_dir);
+        if (!o.resume && !o.overwrite)
+            HIPPO_CHECK(!fs::exists(fs::path(ckpt_dir)) && !fs::exists(fs::path(metrics_path)),
+                        "train: '%s' already holds a run (checkpoint/ or metrics.jsonl); continue it with --resume or "
+                        "replace it with --overwrite",
+                        o.out_dir.c_str());
+        remove_stale_checkpoint_temps(ckpt_dir);
+    }
     ModelConfig cfg = model_config_in;
     json saved;
     if (o.resume) {
@@ -323,7 +370,9 @@ TrainResult train(const ModelConfig& model_config_in, const TrainOptions& opt_in
         }
         broadcast_train_state(comm, model, optim, step, dropout_rng, *data);
     } else if (root) {
-        fs::create_directories(o.out_dir);
+        // --overwrite: the old run goes as a whole (now that the config, data and model are known to be
+        // good), so its checkpoint never sits beside the new run's log.
+        fs::remove_all(ckpt_dir);
         std::ofstream(metrics_path, std::ios::trunc);
     }
     const double full_state_bytes = double(optim.total_size()) * 2 * sizeof(float);
@@ -366,6 +415,8 @@ TrainResult train(const ModelConfig& model_config_in, const TrainOptions& opt_in
                         strf("%016llx", (unsigned long long)parameter_checksum(model)));
         sync.gather_state();
         if (root) {
+            metrics.flush();
+            sync_file(metrics_path);
             TrainState st;
             st.step = at;
             st.rngs["dropout"] = dropout_rng.state();
