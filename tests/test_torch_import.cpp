@@ -11,6 +11,8 @@
 
 #include "common/check.h"
 #include "io/file.h"
+#include "io/pickle.h"
+#include "io/zip.h"
 #include "io/safetensors.h"
 #include "io/torch_import.h"
 #include "models/h3_import.h"
@@ -211,4 +213,47 @@ TEST(TorchImport, TruncationsAndCorruptionsFailCleanly) {
         }
     }
     EXPECT_GT(ok, 0u);  // flips inside tensor data are harmless
+}
+
+// A pickle that nests one-element tuples millions deep is refused at the object cap instead of
+// growing memory by gigabytes (the cap is far above any model checkpoint's object count).
+TEST(TorchImport, PickleObjectCountIsBounded) {
+    std::vector<uint8_t> p{0x80, 2, 'N'};
+    p.insert(p.end(), size_t(3) << 20, uint8_t(0x85));  // TUPLE1
+    p.push_back('.');
+    pickle::Unpickler u(p, "nested.pkl");
+    std::string e;
+    try {
+        u.load();
+    } catch (const Error& err) {
+        e = err.what();
+    }
+    EXPECT_NE(e.find("objects: not a model checkpoint"), std::string::npos) << e;
+    // Shallow pickles far below the cap still load.
+    std::vector<uint8_t> ok{0x80, 2, 'N', 0x85, 0x85, '.'};
+    pickle::Unpickler u2(ok, "ok.pkl");
+    EXPECT_NO_THROW(u2.load());
+}
+
+// One flipped byte in a stored tensor is caught by the entry's CRC-32, not imported as a wrong weight.
+TEST(TorchImport, CorruptTensorBytesAreRefused) {
+    const char* check = "123456789";
+    EXPECT_EQ(crc32(reinterpret_cast<const uint8_t*>(check), 9), 0xCBF43926u);  // the standard check value
+    std::vector<uint8_t> bytes = read_file(fx("plain.pt"));
+    uint64_t off = 0;
+    {
+        ZipReader z(bytes.data(), bytes.size(), "plain.pt");
+        for (const ZipEntry& e : z.entries())
+            if (e.name.find("/data/") != std::string::npos && e.size > 8) off = e.data_offset + e.size / 2;
+    }
+    ASSERT_GT(off, 0u);
+    bytes[off] ^= 0x10;
+    const std::string bad = std::filesystem::temp_directory_path() / "hippo_corrupt.pt";
+    write_file_atomic(bad, bytes.data(), bytes.size());
+    ImportOptions o;
+    o.out_dir = tmp_dir("corrupt");
+    o.heads = 2;
+    EXPECT_NE(error_of([&] { import_torch_checkpoint(bad, o); }).find("is corrupt (CRC-32"), std::string::npos);
+    EXPECT_FALSE(std::filesystem::exists(o.out_dir + "/model.safetensors"));
+    std::filesystem::remove(bad);
 }

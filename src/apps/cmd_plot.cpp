@@ -188,6 +188,9 @@ int cmd_plot(int argc, char** argv) {
         svg += strf("<text x=\"95\" y=\"%.1f\" font-size=\"12\">%s</text>\n", ly + 22.0 * double(i), escape(label).c_str());
     }
     svg += "</svg>\n";
+    for (const auto& d : args.positional())
+        for (const char* f : {"metrics.jsonl", "checkpoint/config.json"})
+            check_output_is_not_input(args.get("out"), (std::filesystem::path(d) / f).string(), "plot --out");
     write_file_atomic(args.get("out"), svg.data(), svg.size());
     std::fprintf(stderr, "wrote %s (%zu runs)\n", args.get("out").c_str(), runs.size());
     return 0;

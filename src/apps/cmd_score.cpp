@@ -57,6 +57,13 @@ int cmd_score(int argc, char** argv) {
     HIPPO_CHECK(B >= 1 && !ids.empty() && int64_t(ids.size()) % B == 0, "%zu ids do not split into --batch %lld rows",
                 ids.size(), (long long)B);
     const int64_t L = int64_t(ids.size()) / B;
+    HIPPO_CHECK(L >= 2, "score: each of the %lld rows has %lld token(s); scoring needs at least 2 per row (a token and its "
+                "successor)", (long long)B, (long long)L);
+    if (args.has("logits-out"))
+        for (const char* in : {"tokens", "text"})
+            if (args.has(in)) check_output_is_not_input(args.get("logits-out"), args.get(in), "--logits-out");
+    check_fits_in_memory(double(B) * double(L) * double(Vp) * 4.0, strf("score: the logits (%lld x %lld x %lld floats)",
+                                                                      (long long)B, (long long)L, (long long)Vp));
     for (int32_t t : ids) HIPPO_CHECK(t >= 0 && t < vocab, "token %d is outside the vocabulary [0, %lld)", t, (long long)vocab);
 
     double t0 = now_seconds();

@@ -1,5 +1,7 @@
 #include "data/source.h"
 
+#include "io/file.h"
+
 #include "text/gpt2_tokenizer.h"
 
 #include <algorithm>
@@ -29,11 +31,6 @@ void set_rng_words(Rng& r, const int64_t* w) {
     s.spare = 0;
     s.has_spare = false;
     r.set_state(s);
-}
-
-bool file_exists(const std::string& p) {
-    struct stat st;
-    return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -272,14 +269,17 @@ std::string corpus_path(const std::string& spec) {
     if (spec.rfind("text:", 0) == 0) {
         std::string p = spec.substr(5);
         HIPPO_CHECK(!p.empty(), "data 'text:' needs a file path (text:PATH)");
-        HIPPO_CHECK(file_exists(p), "data file '%s' does not exist", p.c_str());
+        const std::string problem = regular_file_problem(p);
+        HIPPO_CHECK(problem.empty(), "data file '%s' %s", p.c_str(), problem.c_str());
         return p;
     }
     auto it = corpora().find(spec);
     HIPPO_CHECK(it != corpora().end(), "unknown data source '%s' (expected induction_head, assoc_recall, mqar, sotu, "
                                        "moby_dick, brown, gcide or text:PATH)", spec.c_str());
     std::string p = data_cache_dir() + "/text/" + it->second;
-    HIPPO_CHECK(file_exists(p), "data file '%s' not found; fetch it with: scripts/fetch_data.sh %s", p.c_str(), spec.c_str());
+    const std::string problem = regular_file_problem(p);
+    HIPPO_CHECK(problem.empty(), "data file '%s' %s; fetch it with: scripts/fetch_data.sh %s", p.c_str(), problem.c_str(),
+                spec.c_str());
     return p;
 }
 

@@ -1,5 +1,7 @@
 #include "io/file.h"
 
+#include <filesystem>
+
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -108,6 +110,20 @@ void write_file_atomic(const std::string& path, const void* data, size_t n) {
     write_file_atomic(path, std::span<const ConstBuffer>(&b, 1));
 }
 
+std::string regular_file_problem(const std::string& path) {
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0) return errno == ENOENT ? "does not exist" : errno_str(errno);
+    if (S_ISDIR(st.st_mode)) return "is a directory";
+    if (!S_ISREG(st.st_mode)) return "is not a regular file (a FIFO, device or socket)";
+    return "";
+}
+
+void check_output_is_not_input(const std::string& out, const std::string& in, const std::string& what) {
+    std::error_code ec;
+    HIPPO_CHECK(!std::filesystem::equivalent(out, in, ec) || ec, "%s '%s' is the input '%s': refusing to overwrite it",
+                what.c_str(), out.c_str(), in.c_str());
+}
+
 std::vector<uint8_t> read_file(const std::string& path) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) throw Error(strf("cannot open '%s': %s", path.c_str(), errno_str(errno).c_str()));
@@ -120,6 +136,10 @@ std::vector<uint8_t> read_file(const std::string& path) {
     if (S_ISDIR(st.st_mode)) {
         ::close(fd);
         throw Error(strf("cannot read '%s': is a directory", path.c_str()));
+    }
+    if (!S_ISREG(st.st_mode)) {  // /dev/zero or a FIFO would be read until memory runs out
+        ::close(fd);
+        throw Error(strf("cannot read '%s': not a regular file (a FIFO, device or socket is not data)", path.c_str()));
     }
     std::vector<uint8_t> out;
     if (S_ISREG(st.st_mode)) out.reserve(size_t(st.st_size));

@@ -38,7 +38,12 @@ void write_file_atomic(const std::string& path, std::span<const ConstBuffer> par
 void write_file_atomic(const std::string& path, const void* data, size_t n);
 
 // Reads a whole file. Missing or unreadable files: hippo::Error "cannot open 'path': <strerror>".
+// A regular file's bytes (a directory, FIFO or device is an error naming what it is).
 std::vector<uint8_t> read_file(const std::string& path);
+// "" for a regular file, else what is wrong ("does not exist", "is a directory", ...).
+std::string regular_file_problem(const std::string& path);
+// hippo::Error when `out` names the same existing file as `in` (an output must not replace an input).
+void check_output_is_not_input(const std::string& out, const std::string& in, const std::string& what);
 
 // Read-only memory map of a whole regular file (PROT_READ, MAP_PRIVATE). An empty file maps to
 // data() == nullptr, size() == 0. Move-only; unmaps on destruction.

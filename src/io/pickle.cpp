@@ -11,6 +11,9 @@ namespace hippo::pickle {
 namespace {
 constexpr size_t kMaxMemo = size_t(1) << 24;
 constexpr size_t kMaxStack = size_t(1) << 24;
+// Objects a pickle may create. A state dict of the largest released H3 (2.7B) makes about 10^4;
+// without a cap, 16 MB of nested one-element tuples would make 16 M objects (2.3 GB).
+constexpr size_t kMaxValues = size_t(1) << 21;
 }  // namespace
 
 const Value* Value::get(const std::string& key) const {
@@ -48,6 +51,7 @@ void Unpickler::fail(const std::string& msg) const {
 }
 
 Value* Unpickler::make(Kind k) {
+    if (arena_.size() >= kMaxValues) fail(strf("more than %zu objects: not a model checkpoint", kMaxValues));
     arena_.push_back(std::make_unique<Value>());
     arena_.back()->kind = k;
     return arena_.back().get();

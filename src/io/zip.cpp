@@ -1,5 +1,7 @@
 #include "io/zip.h"
 
+#include <array>
+
 #include <cstring>
 
 #include "common/check.h"
@@ -52,6 +54,7 @@ ZipReader::ZipReader(const uint8_t* data, size_t size, std::string what) : data_
         ZipEntry z;
         z.flags = u16(c + 8);
         z.method = u16(c + 10);
+        z.crc32 = u32(c + 16);
         z.compressed_size = u32(c + 20);
         z.size = u32(c + 24);
         uint16_t nlen = u16(c + 28), xlen = u16(c + 30), clen = u16(c + 32);
@@ -105,7 +108,35 @@ std::span<const uint8_t> ZipReader::data(const ZipEntry& e) const {
                 "%s: entry '%s' is compressed (method %u); only stored (uncompressed) entries are supported, as "
                 "torch.save writes them",
                 what_.c_str(), e.name.c_str(), unsigned(e.method));
-    return {data_ + e.data_offset, size_t(e.size)};
+    std::span<const uint8_t> bytes{data_ + e.data_offset, size_t(e.size)};
+    // A flipped byte in a stored tensor would otherwise import as a silently wrong weight.
+    const uint32_t crc = crc32(bytes.data(), bytes.size());
+    HIPPO_CHECK(crc == e.crc32, "%s: entry '%s' is corrupt (CRC-32 %08x, the archive records %08x)", what_.c_str(),
+                e.name.c_str(), unsigned(crc), unsigned(e.crc32));
+    return bytes;
+}
+
+uint32_t crc32(const uint8_t* p, size_t n) {
+    // Slicing-by-4 over the reflected polynomial 0xEDB88320 (the ZIP / zlib CRC-32).
+    static const auto tables = [] {
+        std::array<std::array<uint32_t, 256>, 4> t{};
+        for (uint32_t i = 0; i < 256; i++) {
+            uint32_t c = i;
+            for (int k = 0; k < 8; k++) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+            t[0][i] = c;
+        }
+        for (uint32_t i = 0; i < 256; i++)
+            for (int s = 1; s < 4; s++) t[size_t(s)][i] = (t[size_t(s - 1)][i] >> 8) ^ t[0][t[size_t(s - 1)][i] & 0xFF];
+        return t;
+    }();
+    uint32_t c = 0xFFFFFFFFu;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        c ^= u32(p + i);
+        c = tables[3][c & 0xFF] ^ tables[2][(c >> 8) & 0xFF] ^ tables[1][(c >> 16) & 0xFF] ^ tables[0][c >> 24];
+    }
+    for (; i < n; i++) c = tables[0][(c ^ p[i]) & 0xFF] ^ (c >> 8);
+    return c ^ 0xFFFFFFFFu;
 }
 
 }  // namespace hippo

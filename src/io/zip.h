@@ -23,14 +23,19 @@ struct ZipEntry {
     uint64_t data_offset = 0;  // start of the entry's data in the archive
     uint64_t size = 0;         // uncompressed size
     uint64_t compressed_size = 0;
+    uint32_t crc32 = 0;        // of the uncompressed data, as the central directory records it
 };
+
+// CRC-32 (ZIP / zlib polynomial) of n bytes.
+uint32_t crc32(const uint8_t* p, size_t n);
 
 class ZipReader {
 public:
     ZipReader(const uint8_t* data, size_t size, std::string what);
     const std::vector<ZipEntry>& entries() const { return entries_; }
     const ZipEntry* find(const std::string& name) const;  // nullptr if absent
-    // The bytes of a stored entry; hippo::Error for compressed or encrypted entries.
+    // The bytes of a stored entry, CRC-checked; hippo::Error for compressed, encrypted or corrupt
+    // entries.
     std::span<const uint8_t> data(const ZipEntry& e) const;
     const std::string& what() const { return what_; }
 
