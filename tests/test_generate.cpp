@@ -79,6 +79,37 @@ TEST(Generate, BadOptionsAreErrors) {
     EXPECT_THROW(run({"generate", dir, "--prompt", "x", "--top-p", "0"}), Error);
     EXPECT_THROW(run({"generate", dir, "--prompt-ids", "1 999"}), Error);
     EXPECT_THROW(run({"generate", "/nonexistent/dir", "--prompt", "x"}), Error);
+    EXPECT_THROW(run({"generate", dir, "--prompt", "x", "--batch", "100000000"}), Error);
+    EXPECT_THROW(run({"generate", dir, "--prompt", "x", "--n", "-1"}), Error);
+    // Learned positions: a prompt plus --n beyond them is refused before anything is printed.
+    const std::string pos_dir = dir + "_pos";
+    nlohmann::json m{{"d_model", 16}, {"n_layer", 1}, {"vocab_size", 256}, {"mixer", "attention"},
+                     {"max_position_embeddings", 8}, {"attn_cfg", {{"num_heads", 2}}}};
+    ModelConfig cfg = parse_model_config(m);
+    LMModel model(cfg, 7);
+    save_checkpoint(pos_dir, model, nlohmann::json{{"model", cfg.to_json()}});
+    std::string out;
+    try {
+        run({"generate", pos_dir, "--prompt", "hello", "--n", "4"}, &out);
+        ADD_FAILURE() << "expected an error";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("exceeds the model's 8 positions"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(out, "");
+    EXPECT_EQ(run({"generate", pos_dir, "--prompt", "hello", "--n", "3"}), 0);
+    fs::remove_all(pos_dir);
+    // A model with a layer that has no recurrent mode cannot generate: a clear error.
+    const std::string bb_dir = dir + "_bigbird";
+    nlohmann::json b{{"d_model", 16}, {"n_layer", 1}, {"vocab_size", 256}, {"mixer", "bigbird"}, {"attn_cfg", {{"num_heads", 2}}}};
+    LMModel bm(parse_model_config(b), 7);
+    save_checkpoint(bb_dir, bm, nlohmann::json{{"model", parse_model_config(b).to_json()}});
+    try {
+        run({"generate", bb_dir, "--prompt", "x"});
+        ADD_FAILURE() << "expected an error";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("without a recurrent mode"), std::string::npos) << e.what();
+    }
+    fs::remove_all(bb_dir);
 }
 
 TEST(Score, StepLogitsEqualParallelLogits) {

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 #include <random>
@@ -295,4 +296,27 @@ TEST(Tokenizer, WholeBooksMatchReference) {
         compared++;
     }
     if (compared == 0) GTEST_SKIP() << "no book with reference ids in " << cache_dir() << "/text";
+}
+
+// A vocab.bpe cut short (here to half its merges) loads no more: the ids it would give differ.
+TEST(Tokenizer, IncompleteMergesAreRefused) {
+    NEED_VOCAB(tok_gpt2());
+    const std::string src = Gpt2Tokenizer::default_vocab_dir();
+    const std::string dir = (std::filesystem::temp_directory_path() / "hippo_half_bpe").string();
+    std::filesystem::create_directories(dir);
+    std::filesystem::copy_file(src + "/encoder.json", dir + "/encoder.json",
+                               std::filesystem::copy_options::overwrite_existing);
+    std::ifstream in(src + "/vocab.bpe");
+    std::ofstream out(dir + "/vocab.bpe");
+    std::string line;
+    for (int i = 0; i < 25001 && std::getline(in, line); i++) out << line << "\n";
+    out.close();
+    std::string e;
+    try {
+        Gpt2Tokenizer::load(dir);
+    } catch (const Error& err) {
+        e = err.what();
+    }
+    EXPECT_NE(e.find("merges file is incomplete"), std::string::npos) << e;
+    std::filesystem::remove_all(dir);
 }

@@ -133,6 +133,12 @@ int cmd_generate(int argc, char** argv) {
     }
     // Prefill the common length in parallel; longer prompts feed their remaining tokens through
     // the step path (forced), so sequences of different lengths share one batched state.
+    // Learned positions bound the context: say so before a token is printed.
+    const int64_t ctx = model.config().max_position_embeddings;
+    HIPPO_CHECK(ctx == 0 || int64_t(max_len) + n_new <= ctx,
+                "generate: the longest prompt (%zu tokens) plus --n %lld exceeds the model's %lld positions "
+                "(max_position_embeddings)",
+                max_len, (long long)n_new, (long long)ctx);
     std::vector<int32_t> head;
     for (auto& p : prompts) head.insert(head.end(), p.begin(), p.begin() + int64_t(min_len));
     std::unique_ptr<ModelState> st_ptr = model.new_model_state(B, int64_t(max_len) + n_new);

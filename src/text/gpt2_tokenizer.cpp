@@ -1,5 +1,7 @@
 #include "text/gpt2_tokenizer.h"
 
+#include <set>
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -244,6 +246,19 @@ Gpt2Tokenizer Gpt2Tokenizer::from_gpt2_files(const std::string& encoder_json, co
         rank++;
     }
     HIPPO_CHECK(rank > 0, "%s: no merges", vocab_bpe.c_str());
+    // Every multi-byte token of the encoder is made by exactly one merge; a merges file cut short
+    // would otherwise load and give other token ids.
+    {
+        std::set<int32_t> made;
+        for (const auto& [key, m] : t.merges_) made.insert(m.id);
+        int64_t multi = 0;
+        for (size_t id = 0; id < t.tokens_.size(); id++)
+            multi += t.tokens_[id].size() >= 2 && int32_t(id) != t.eot_;
+        HIPPO_CHECK(int64_t(made.size()) == multi,
+                    "%s: %zu merges make %zu of the %lld multi-byte tokens of %s: the merges file is incomplete or "
+                    "does not belong to this vocabulary",
+                    vocab_bpe.c_str(), size_t(rank), made.size(), (long long)multi, encoder_json.c_str());
+    }
     t.finalize();
     return t;
 }
