@@ -125,7 +125,8 @@ void check_output_is_not_input(const std::string& out, const std::string& in, co
 }
 
 std::vector<uint8_t> read_file(const std::string& path) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    // O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below as not a file).
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) throw Error(strf("cannot open '%s': %s", path.c_str(), errno_str(errno).c_str()));
     struct stat st;
     if (::fstat(fd, &st) != 0) {
