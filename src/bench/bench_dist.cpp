@@ -9,7 +9,7 @@
 #include "common/rng.h"
 #include "common/runtime.h"
 #include "dist/comm.h"
-#include "models/lm.h"
+#include "models/model.h"
 #include "nn/optim.h"
 #include "train/grad_sync.h"
 
@@ -93,7 +93,8 @@ std::vector<BenchRecord> bench_dp_step(const std::string& kind, long long batch,
     const int K = comm.size();
     HIPPO_CHECK(batch >= K, "bench dp-step: batch %lld has fewer rows than ranks (%d)", batch, K);
     ModelConfig cfg = bench_lm_config(kind, d_model, n_layer, vocab);
-    LMModel model(cfg, 1);
+    std::unique_ptr<Model> model_ptr = make_model(cfg, 1, 16);
+    Model& model = *model_ptr;
     model.train(true);
     AdamWOptions ao;
     ao.lr = 1e-4;
@@ -109,11 +110,13 @@ std::vector<BenchRecord> bench_dp_step(const std::string& kind, long long batch,
     std::vector<int32_t> tokens(size_t(batch * (L + 1)));
     for (auto& t : tokens) t = int32_t(rng.below(uint64_t(vocab)));
     const int64_t r0 = batch * comm.rank() / K, r1 = batch * (comm.rank() + 1) / K;
-    std::vector<int32_t> ids, targets;
+    Batch rows;
+    rows.B = r1 - r0;
+    rows.L = L;
     for (int64_t b = r0; b < r1; b++) {
         const int32_t* row = tokens.data() + b * (L + 1);
-        ids.insert(ids.end(), row, row + L);
-        targets.insert(targets.end(), row + 1, row + L + 1);
+        rows.ids.insert(rows.ids.end(), row, row + L);
+        rows.targets.insert(rows.targets.end(), row + 1, row + L + 1);
     }
     const double share = double(r1 - r0) / double(batch);
     std::vector<double> t_step, t_compute, t_comm, t_update;
@@ -121,7 +124,7 @@ std::vector<BenchRecord> bench_dp_step(const std::string& kind, long long batch,
         comm.barrier("bench");
         const double t0 = now_seconds();
         opt.zero_grad();
-        Tensor loss = mul_scalar(cross_entropy(model.forward(ids, r1 - r0, L), targets), float(share));
+        Tensor loss = mul_scalar(model.run_batch(rows, 0, 0, false).loss, float(share));
         loss.backward(Tensor::ones(loss.shape()), sync.hooks());
         const double t1 = now_seconds();
         sync.reduce_gradients();

@@ -5,7 +5,7 @@
 #include "bench/bench_core.h"
 #include "common/rng.h"
 #include "common/runtime.h"
-#include "models/lm.h"
+#include "models/model.h"
 
 namespace hippo {
 
@@ -45,7 +45,7 @@ std::vector<int32_t> argmax_rows(const Tensor& logits, int64_t vocab) {
 // Bytes of weights a decode step reads: every parameter once (the embedding once, as the output
 // head), at the decode format's size (LayerNorm and SSM parameters stay fp32, and int8's row scales
 // are 4 bytes per row, but both are a negligible share).
-double decode_weight_bytes(const LMModel& m, DecodeWeights fmt) {
+double decode_weight_bytes(const Model& m, DecodeWeights fmt) {
     return double(m.num_parameters()) * decode_weights_bytes_per_param(fmt);
 }
 
@@ -65,21 +65,21 @@ std::vector<BenchRecord> bench_generate(const std::vector<long long>& prompts, c
     // Both models side by side, their decode steps interleaved in rounds of kRound tokens, so that
     // the machine's drifting bandwidth (a shared host) weighs on both alike and the ratio is fair.
     constexpr long long kRound = 16;
-    LMModel hybrid(bench_shape(shape, false, false), 1), transformer(bench_shape(shape, true, false), 1);
-    hybrid.eval();
-    transformer.eval();
-    LMModel* models[2] = {&hybrid, &transformer};
+    std::unique_ptr<Model> models[2] = {make_model(bench_shape(shape, false, false), 1),
+                                        make_model(bench_shape(shape, true, false), 1)};
+    for (auto& m : models) m->eval();
     for (DecodeWeights fmt : formats) {
-        for (LMModel* m : models) m->set_decode_weights(fmt);
+        for (auto& m : models) m->set_decode_weights(fmt);
         for (long long B : batches)
             for (long long P : prompts) {
-                LMState st[2] = {hybrid.new_state(B, P + gen_len), transformer.new_state(B, P + gen_len)};
+                std::unique_ptr<ModelState> st[2] = {models[0]->new_model_state(B, P + gen_len),
+                                                     models[1]->new_model_state(B, P + gen_len)};
                 std::vector<int32_t> next[2];
                 double prefill_s[2], decode_s[2] = {0, 0};
                 for (int i = 0; i < 2; i++) {
                     std::vector<int32_t> ids = random_ids(B * P, V, rng);
                     double t0 = now_seconds();
-                    Tensor logits = models[i]->prefill_last(ids, B, P, st[i]);
+                    Tensor logits = models[i]->prefill_last(ids, B, P, *st[i]);
                     prefill_s[i] = now_seconds() - t0;
                     next[i] = argmax_rows(logits, V);
                 }
@@ -87,7 +87,7 @@ std::vector<BenchRecord> bench_generate(const std::vector<long long>& prompts, c
                     for (int i = 0; i < 2; i++) {
                         double t0 = now_seconds();
                         for (long long k = done; k < std::min(gen_len, done + kRound); k++)
-                            next[i] = argmax_rows(models[i]->step(next[i], st[i]), V);
+                            next[i] = argmax_rows(models[i]->step(next[i], *st[i]), V);
                         decode_s[i] += now_seconds() - t0;
                     }
                 for (int i = 0; i < 2; i++) {
@@ -119,15 +119,16 @@ std::vector<BenchRecord> bench_generate(const std::vector<long long>& prompts, c
             }
     }
     // Pure H3: latency per token does not depend on the context.
-    LMModel h3(bench_shape(shape, false, true), 1);
+    std::unique_ptr<Model> h3_ptr = make_model(bench_shape(shape, false, true), 1);
+    Model& h3 = *h3_ptr;
     h3.eval();
     // The contexts' steps alternate (one token each in turn), so that all see the same machine.
-    std::vector<LMState> h3_states;
+    std::vector<std::unique_ptr<ModelState>> h3_states;
     std::vector<std::vector<int32_t>> h3_next;
     for (long long ctx : h3_contexts) {
         std::vector<int32_t> ids = random_ids(ctx, V, rng);
-        h3_states.push_back(h3.new_state(1, ctx + 36 * (long long)formats.size()));
-        h3_next.push_back(argmax_rows(h3.prefill_last(ids, 1, ctx, h3_states.back()), V));
+        h3_states.push_back(h3.new_model_state(1, ctx + 36 * (long long)formats.size()));
+        h3_next.push_back(argmax_rows(h3.prefill_last(ids, 1, ctx, *h3_states.back()), V));
     }
     for (DecodeWeights fmt : formats) {
         h3.set_decode_weights(fmt);
@@ -135,7 +136,7 @@ std::vector<BenchRecord> bench_generate(const std::vector<long long>& prompts, c
         for (int i = 0; i < 4 + 32; i++)  // 4 warm-up steps each, then 32 timed
             for (size_t c = 0; c < h3_contexts.size(); c++) {
                 double t0 = now_seconds();
-                h3_next[c] = argmax_rows(h3.step(h3_next[c], h3_states[c]), V);
+                h3_next[c] = argmax_rows(h3.step(h3_next[c], *h3_states[c]), V);
                 if (i >= 4) lat[c].push_back((now_seconds() - t0) * 1e3);
             }
         for (size_t c = 0; c < h3_contexts.size(); c++) {

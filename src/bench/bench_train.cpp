@@ -7,7 +7,7 @@
 #include "common/rng.h"
 #include "common/runtime.h"
 #include "kernels/gemm.h"
-#include "models/lm.h"
+#include "models/model.h"
 #include "nn/optim.h"
 
 namespace hippo {
@@ -34,7 +34,8 @@ std::vector<BenchRecord> bench_train(const std::vector<std::string>& models, lon
     std::vector<BenchRecord> out;
     for (const std::string& kind : models) {
         ModelConfig cfg = bench_lm_config(kind, d_model, n_layer, vocab);
-        LMModel model(cfg, 1);
+        std::unique_ptr<Model> model_ptr = make_model(cfg, 1, 16);
+        Model& model = *model_ptr;
         model.train(true);
         AdamWOptions ao;
         ao.lr = 1e-4;
@@ -42,11 +43,14 @@ std::vector<BenchRecord> bench_train(const std::vector<std::string>& models, lon
         Rng rng(2);
         std::vector<int32_t> ids(size_t(L + 1));
         for (auto& t : ids) t = int32_t(rng.below(uint64_t(vocab)));
-        std::vector<int32_t> inputs(ids.begin(), ids.end() - 1), targets(ids.begin() + 1, ids.end());
+        Batch batch;
+        batch.B = 1;
+        batch.L = L;
+        batch.ids.assign(ids.begin(), ids.end() - 1);
+        batch.targets.assign(ids.begin() + 1, ids.end());
         auto step = [&] {
             opt.zero_grad();
-            Tensor logits = model.forward(inputs, 1, L);
-            Tensor loss = cross_entropy(logits, targets);
+            Tensor loss = model.run_batch(batch, 0, 0, false).loss;
             loss.backward();
             opt.step();
         };
