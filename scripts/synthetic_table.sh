@@ -5,7 +5,10 @@
 #
 #   scripts/synthetic_table.sh [OUT_DIR]   env: STEPS (12000, associative recall), IH_STEPS (24000,
 #                                               induction head), LR (default: each config's "train.lr":
-#                                               H3 2e-3, S4D / GSS / attention 5e-3), JOBS (2), SEED (0), HIPPO
+#                                               H3 2e-3, S4D / GSS / attention 5e-3), JOBS (2),
+#                                               SEEDS ("0"; e.g. "0 1 2 3 4": every cell on each seed,
+#                                               the table gives each seed and the minimum), MODELS
+#                                               ("attention h3 s4d gss"), TASKS, HIPPO
 #
 # Two cells train with safari's own recipe (62,500 steps at lr 5e-4, cosine to 0.1 lr after 10%
 # warmup, no clipping), from configs/synthetic/MODEL-TASK.json:
@@ -55,14 +58,14 @@ STEPS=${STEPS:-12000}
 IH_STEPS=${IH_STEPS:-24000}
 LR=${LR:-}
 JOBS=${JOBS:-2}
-SEED=${SEED:-0}
-MODELS=(attention h3 s4d gss)
-TASKS=(induction_head assoc_recall)
+SEEDS=(${SEEDS:-${SEED:-0}})
+read -r -a MODELS <<< "${MODELS:-attention h3 s4d gss}"
+read -r -a TASKS <<< "${TASKS:-induction_head assoc_recall}"
 mkdir -p "$OUT"
 
 start=$(date +%s)
-run_one() {  # MODEL TASK
-    local dir=$OUT/$2-$1 steps=$STEPS cfg=$ROOT/configs/synthetic/$1.json opts
+run_one() {  # MODEL TASK SEED
+    local dir=$OUT/$2-$1-s$3 steps=$STEPS cfg=$ROOT/configs/synthetic/$1.json opts
     [ "$2" = induction_head ] && steps=$IH_STEPS
     opts=(--steps "$steps" ${LR:+--lr "$LR"} --eval-every $(( steps / 4 > 0 ? steps / 4 : 1 )))
     # A MODEL-TASK.json config carries its own whole recipe (steps, lr, schedule); RECIPE_STEPS
@@ -73,17 +76,19 @@ run_one() {  # MODEL TASK
         [ -n "${RECIPE_STEPS:-}" ] &&
             opts=(--steps "$RECIPE_STEPS" --eval-every $(( RECIPE_STEPS / 4 > 0 ? RECIPE_STEPS / 4 : 1 )))
     fi
-    "$HIPPO" train --model "$cfg" --data "$2" --out "$dir" "${opts[@]}" --seed "$SEED" --threads 1 > "$dir.log" 2>&1 ||
+    "$HIPPO" train --model "$cfg" --data "$2" --out "$dir" "${opts[@]}" --seed "$3" --threads 1 --overwrite > "$dir.log" 2>&1 ||
         { echo "run $2 / $1 failed, see $dir.log" >&2; tail -3 "$dir.log" >&2; return 1; }
     "$HIPPO" eval "$dir" --split test --json --threads 1 > "$dir.eval.json"
 }
 pids=()
-for task in "${TASKS[@]}"; do
-    for model in "${MODELS[@]}"; do
-        mkdir -p "$OUT"
-        run_one "$model" "$task" &
-        pids+=($!)
-        while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do sleep 1; done
+for seed in "${SEEDS[@]}"; do
+    for task in "${TASKS[@]}"; do
+        for model in "${MODELS[@]}"; do
+            mkdir -p "$OUT"
+            run_one "$model" "$task" "$seed" &
+            pids+=($!)
+            while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do sleep 1; done
+        done
     done
 done
 fail=0
@@ -93,16 +98,25 @@ elapsed=$(( $(date +%s) - start ))
 
 acc() { python3 -c "import json,sys; print('%.1f' % (100 * json.load(open(sys.argv[1]))['accuracy']))" "$1" 2>/dev/null ||
         sed -E 's/.*"accuracy":([0-9.eE+-]+).*/\1/' "$1" | awk '{printf "%.1f", 100 * $1}'; }
-printf '\nSynthetic tasks, test accuracy %% (hippo: %s steps, induction head %s, lr %s, seed %s; paper: Table 2)\n\n' "$STEPS" "$IH_STEPS" "${LR:-per config}" "$SEED"
-printf '%-20s %-10s %8s %8s\n' task model hippo paper
+printf '\nSynthetic tasks, test accuracy %% (hippo: %s steps, induction head %s, lr %s; paper: Table 2)\n\n' "$STEPS" "$IH_STEPS" "${LR:-per config}"
+printf '%-16s %-10s' task model
+for seed in "${SEEDS[@]}"; do printf ' %7s' "seed$seed"; done
+printf ' %7s %7s\n' min paper
 declare -A PAPER=([induction_head-attention]=100.0 [induction_head-h3]=100.0 [induction_head-s4d]=35.6
                   [induction_head-gss]=6.8 [assoc_recall-attention]=100.0 [assoc_recall-h3]=99.8
                   [assoc_recall-s4d]=86.0 [assoc_recall-gss]=78.0)
 for task in "${TASKS[@]}"; do
     for model in "${MODELS[@]}"; do
-        printf '%-20s %-10s %8s %8s\n' "$task" "$model" "$(acc "$OUT/$task-$model.eval.json")" "${PAPER[$task-$model]}"
+        printf '%-16s %-10s' "$task" "$model"
+        min=""
+        for seed in "${SEEDS[@]}"; do
+            a=$(acc "$OUT/$task-$model-s$seed.eval.json")
+            printf ' %7s' "$a"
+            min=$(awk -v a="$a" -v m="$min" 'BEGIN { print (m == "" || a + 0 < m + 0) ? a : m }')
+        done
+        printf ' %7s %7s\n' "$min" "${PAPER[$task-$model]:-}"
     done
 done
 printf '\n(random guessing: induction head 5.0, associative recall 25.0)\n'
-"$HIPPO" plot $(for t in "${TASKS[@]}"; do for m in "${MODELS[@]}"; do echo "$OUT/$t-$m"; done; done) --out "$OUT/curves.svg" 2>/dev/null || true
+"$HIPPO" plot $(for t in "${TASKS[@]}"; do for m in "${MODELS[@]}"; do echo "$OUT/$t-$m-s${SEEDS[0]}"; done; done) --out "$OUT/curves.svg" 2>/dev/null || true
 printf 'total wall time %ss; curves: %s/curves.svg\n' "$elapsed" "$OUT"
