@@ -130,7 +130,9 @@ TEST(TorchImport, DtypesViewsComplex) {
         EXPECT_EQ(t.f32_shape(), exp[t.name]["shape"].get<std::vector<int64_t>>()) << t.name;
         EXPECT_EQ(c.read_f32(t), exp[t.name]["values"].get<std::vector<float>>()) << t.name;
         const float* d = c.direct_f32(t);
-        if (d) EXPECT_EQ(std::vector<float>(d, d + t.f32_numel()), c.read_f32(t)) << t.name;
+        if (d) {
+            EXPECT_EQ(std::vector<float>(d, d + t.f32_numel()), c.read_f32(t)) << t.name;
+        }
         n++;
     }
     EXPECT_EQ(n, exp.size());
@@ -256,4 +258,17 @@ TEST(TorchImport, CorruptTensorBytesAreRefused) {
     EXPECT_NE(error_of([&] { import_torch_checkpoint(bad, o); }).find("is corrupt (CRC-32"), std::string::npos);
     EXPECT_FALSE(std::filesystem::exists(o.out_dir + "/model.safetensors"));
     std::filesystem::remove(bad);
+}
+
+// An output directory that cannot be created says why (here: its parent is a file), not "no such file".
+TEST(TorchImport, UncreatableOutputDirectorySaysWhy) {
+    const std::string file = std::filesystem::temp_directory_path() / "hippo_import_parent_file";
+    write_file_atomic(file, "x", 1);
+    ImportOptions o;
+    o.out_dir = file + "/model";
+    o.heads = 2;
+    const std::string e = error_of([&] { import_torch_checkpoint(fx("plain.pt"), o); });
+    EXPECT_NE(e.find("cannot create output directory"), std::string::npos) << e;
+    EXPECT_NE(e.find("Not a directory"), std::string::npos) << e;
+    std::filesystem::remove(file);
 }

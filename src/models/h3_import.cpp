@@ -236,8 +236,10 @@ ImportReport import_torch_checkpoint(const std::string& path, const ImportOption
     w.set_metadata("source", "torch.save checkpoint imported by hippo import");
 
     std::error_code ec;
+    // The creation's own error (e.g. permission denied), not the later is_directory's "no such file".
     std::filesystem::create_directories(opt.out_dir, ec);
-    HIPPO_CHECK(std::filesystem::is_directory(opt.out_dir, ec), "cannot create output directory '%s'%s%s",
+    std::error_code ec_dir;
+    HIPPO_CHECK(std::filesystem::is_directory(opt.out_dir, ec_dir), "cannot create output directory '%s'%s%s",
                 opt.out_dir.c_str(), ec ? ": " : "", ec ? ec.message().c_str() : "");
     w.write(opt.out_dir + "/model.safetensors");
     std::string js = cfg.dump(2) + "\n";
