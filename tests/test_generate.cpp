@@ -81,6 +81,12 @@ TEST(Generate, BadOptionsAreErrors) {
     EXPECT_THROW(run({"generate", "/nonexistent/dir", "--prompt", "x"}), Error);
     EXPECT_THROW(run({"generate", dir, "--prompt", "x", "--batch", "100000000"}), Error);
     EXPECT_THROW(run({"generate", dir, "--prompt", "x", "--n", "-1"}), Error);
+    try {  // 4096 sequences of 16M tokens: the KV cache alone is terabytes
+        run({"generate", dir, "--prompt", "x", "--batch", "4096", "--n", "16000000"});
+        ADD_FAILURE() << "expected an error";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("the KV cache for 4096 sequences"), std::string::npos) << e.what();
+    }
     // Learned positions: a prompt plus --n beyond them is refused before anything is printed.
     const std::string pos_dir = dir + "_pos";
     nlohmann::json m{{"d_model", 16}, {"n_layer", 1}, {"vocab_size", 256}, {"mixer", "attention"},

@@ -139,6 +139,16 @@ int cmd_generate(int argc, char** argv) {
                 "generate: the longest prompt (%zu tokens) plus --n %lld exceeds the model's %lld positions "
                 "(max_position_embeddings)",
                 max_len, (long long)n_new, (long long)ctx);
+    {
+        // The KV caches of the attention layers (keys and values, fp32) dominate the state: refuse
+        // what cannot fit before allocating any of it.
+        const ModelConfig& c = model.config();
+        int64_t attn = 0;
+        for (int64_t i = 0; i < c.n_layer; i++) attn += c.layer_mixer(i) == "attention";
+        check_fits_in_memory(2.0 * double(attn) * double(B) * double(int64_t(max_len) + n_new) * double(c.d_model) * 4.0,
+                             strf("generate: the KV cache for %lld sequences of %lld tokens", (long long)B,
+                                  (long long)(int64_t(max_len) + n_new)));
+    }
     std::vector<int32_t> head;
     for (auto& p : prompts) head.insert(head.end(), p.begin(), p.begin() + int64_t(min_len));
     std::unique_ptr<ModelState> st_ptr = model.new_model_state(B, int64_t(max_len) + n_new);
