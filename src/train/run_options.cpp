@@ -45,7 +45,7 @@ std::vector<RunOption> make_table() {
     using R = OnResume;
     std::vector<RunOption> t;
     t.push_back(row("data", fs("data", nullptr, {}, "SOURCE: the training data"), R::must_match, &TrainOptions::data));
-    t.push_back(row("tokenizer", fs("tokenizer", "bytes", {"bytes", "gpt2"}, "text data: bytes or gpt2 (GPT-2 BPE)"),
+    t.push_back(row("tokenizer", fs("tokenizer", "bytes", {"bytes", "gpt2"}, "tokenizer of text data (gpt2 = GPT-2 BPE)"),
                     R::must_match, &TrainOptions::tokenizer));
     t.push_back(row("steps", fi("steps", 1000, 1, kBig, "total optimizer steps"), R::may_change, &TrainOptions::steps));
     t.push_back(row("batch", fi("batch", 32, 1, 1 << 24, "global batch (sequences)"), R::may_change, &TrainOptions::batch));
