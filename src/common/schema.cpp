@@ -163,7 +163,6 @@ json Schema::check_value(const Field& f, const json& v, const std::string& what)
 json Schema::value_from_text(const Field& f, const std::string& text, const std::string& what) const {
     switch (f.kind) {
         case FieldKind::integer: {
-            if (!f.also.is_null() && f.also.is_number_integer() && text == f.also.dump()) return f.also;
             const double lo = std::max(f.lo, -9.2e18), hi = std::min(f.hi, 9.2e18);
             return check_value(f, json(parse_int_text(text, what, int64_t(lo), int64_t(hi))), what);
         }
