@@ -4,9 +4,9 @@
 
 namespace hippo {
 
-namespace {
-uint64_t site_seed(uint64_t seed, uint64_t site) { return splitmix64(seed ^ splitmix64(site + 0x51ED270B27A5C8EFull)); }
-}  // namespace
+uint64_t dropout_site_seed(uint64_t seed, uint64_t site) {
+    return splitmix64(seed ^ splitmix64(site + 0x51ED270B27A5C8EFull));
+}
 
 MLP::MLP(int64_t d, int64_t inner, Rng& rng) {
     fc1 = register_module("fc1", std::make_shared<Linear>(d, inner, true, rng));
@@ -43,12 +43,12 @@ Tensor Block::feed_forward(const Tensor& h) const { return ff->forward(norm2->fo
 
 Tensor Block::forward(const Tensor& h_in, uint64_t seed, bool training, float p, int64_t row_offset) const {
     const uint64_t drop_offset = uint64_t(row_offset * h_in.size(1) * h_in.size(2));  // (B, L, D) element index
-    Tensor x = mixer->forward(norm1->forward(h_in), site_seed(seed, 1), training, row_offset);
-    if (training && p > 0) x = dropout(x, p, site_seed(seed, 2), true, drop_offset);
+    Tensor x = mixer->forward(norm1->forward(h_in), dropout_site_seed(seed, 1), training, row_offset);
+    if (training && p > 0) x = dropout(x, p, dropout_site_seed(seed, 2), true, drop_offset);
     Tensor h = add(h_in, x);
     if (!ff) return h;
     x = feed_forward(h);
-    if (training && p > 0) x = dropout(x, p, site_seed(seed, 3), true, drop_offset);
+    if (training && p > 0) x = dropout(x, p, dropout_site_seed(seed, 3), true, drop_offset);
     return add(h, x);
 }
 

@@ -19,6 +19,10 @@
 
 namespace hippo {
 
+// The dropout seed of one site (embedding, a block's residual branches) from a forward's seed: every
+// mask of a step derives from that one seed, so runs are reproducible and resumable.
+uint64_t dropout_site_seed(uint64_t seed, uint64_t site);
+
 class FeedForward : public Module {
 public:
     // x (..., D) -> (..., D)

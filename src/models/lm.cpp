@@ -11,9 +11,6 @@
 
 namespace hippo {
 
-namespace {
-uint64_t site_seed(uint64_t seed, uint64_t site) { return splitmix64(seed ^ splitmix64(site + 0x51ED270B27A5C8EFull)); }
-}  // namespace
 
 // ---------------------------------------------------------------------------------------------
 // LMModel
@@ -109,9 +106,9 @@ Tensor LMModel::forward(const std::vector<int32_t>& ids, int64_t B, int64_t L, u
     Tensor h = embed(ids, B, L, 0);
     const uint64_t drop_offset = uint64_t(row_offset * L * cfg_.d_model);  // (B, L, D) masks of the global batch
     if (training && cfg_.embed_dropout > 0)
-        h = dropout(h, float(cfg_.embed_dropout), site_seed(seed, 0), true, drop_offset);
+        h = dropout(h, float(cfg_.embed_dropout), dropout_site_seed(seed, 0), true, drop_offset);
     for (size_t i = 0; i < blocks.size(); i++)
-        h = blocks[i]->forward(h, site_seed(seed, 100 + i), training, float(cfg_.resid_dropout), row_offset);
+        h = blocks[i]->forward(h, dropout_site_seed(seed, 100 + i), training, float(cfg_.resid_dropout), row_offset);
     return head(h);
 }
 
