@@ -22,19 +22,17 @@ struct ChunkSetup {
     int64_t Hk, M, T, n, stride;
     RealFFT fft;
     Buffer<float> Kf;          // (Hk, n+2) spectra of K[:T], scaled by 1/n
-    Buffer<cd> dA, dB, W;      // (Hk, M)
-    Buffer<cd> log_dA;
+    Buffer<cd> dA;             // (Hk, M): z = exp(log_z)
+    const cd* W;               // (Hk, M)
     ModalPowers pw;
 
-    ChunkSetup(const SsmParams& p, const FftConvShape& s, int64_t chunk)
+    ChunkSetup(const ModalSsm& p, const FftConvShape& s, int64_t chunk)
         : Hk(s.kernels()), M(p.M), T(std::min(chunk, s.L)), n(fftconv_fft_size(T)), stride(pad16(n + 2)), fft(n),
-          Kf(size_t(Hk * (n + 2))), dA(size_t(Hk * M)), dB(size_t(Hk * M)), W(size_t(Hk * M)),
-          log_dA(size_t(Hk * M)) {
-        s4d_discretize(dA.data(), dB.data(), W.data(), p.log_dt, p.inv_A_real, p.A_imag, p.B, p.C, Hk, M, p.disc);
-        s4d_log_dA(log_dA.data(), p.log_dt, p.inv_A_real, p.A_imag, Hk, M, p.disc);
-        pw = ModalPowers(log_dA.data(), Hk, M);
+          Kf(size_t(Hk * (n + 2))), dA(size_t(Hk * M)), W(p.W) {
+        for (int64_t i = 0; i < Hk * M; i++) dA[size_t(i)] = std::exp(p.log_z[i]);
+        pw = ModalPowers(p.log_z, Hk, M);
         Buffer<float> K(size_t(Hk * T));  // the kernel's first chunk, from the same modal powers
-        s4d_kernel_eval(K.data(), pw, W.data(), T);
+        s4d_kernel_eval(K.data(), pw, W, T);
         fftconv_kernel_spectrum(Kf.data(), K.data(), Hk, T, fft);
     }
     const float* kf(int64_t h) const { return Kf.data() + h * (n + 2); }
@@ -49,8 +47,8 @@ inline void conv_row(float* row, int64_t T, const float* kf, const RealFFT& fft,
     fft.inverse_unordered(row, row, work, 1.0f, T);
 }
 
-void chunked_forward(float* y, const float* u, const float* v, const float* q, const SsmParams& p,
-                     const FftConvShape& s, int64_t chunk, std::complex<float>* final_state) {
+void chunked_forward(float* y, const float* u, const float* v, const float* q, const ModalSsm& p,
+                     const FftConvShape& s, int64_t chunk, cd* final_X) {
     ChunkSetup cs(p, s, chunk);
     const int64_t M = cs.M, T = cs.T, stride = cs.stride, nblocks = (s.C + kBlock - 1) / kBlock;
 #pragma omp parallel
@@ -82,20 +80,16 @@ void chunked_forward(float* y, const float* u, const float* v, const float* q, c
                     for (int64_t c = 0; c < cb; c++) d[c] = p.D[(c0 + c) / s.P];
                     fftconv_scatter_output(y, u, v, q, rows.data(), stride, d, b, l0, Tc, c0, cb, s.L, s.C);
                 }
-                if (final_state)
+                if (final_X)
                     for (int64_t c = 0; c < cb; c++)
-                        for (int64_t m = 0; m < M; m++) {
-                            int64_t h = (c0 + c) / s.P;
-                            cd x = cs.dB[size_t(h * M + m)] * X[size_t(c * M + m)];
-                            final_state[(b * s.C + c0 + c) * M + m] = std::complex<float>(x);
-                        }
+                        for (int64_t m = 0; m < M; m++) final_X[(b * s.C + c0 + c) * M + m] = X[size_t(c * M + m)];
             }
         }
     }
 }
 
-void chunked_backward(float* du, float* dv, float* dq, const SsmParamGrads& g, const float* dy, const float* u,
-                      const float* v, const float* q, const SsmParams& p, const FftConvShape& s, int64_t chunk) {
+void chunked_backward(float* du, float* dv, float* dq, const ModalSums& g, const float* dy, const float* u,
+                      const float* v, const float* q, const ModalSsm& p, const FftConvShape& s, int64_t chunk) {
     ChunkSetup cs(p, s, chunk);
     const int64_t M = cs.M, T = cs.T, n = cs.n, stride = cs.stride, Hk = cs.Hk;
     const int64_t nblocks = (s.C + kBlock - 1) / kBlock, nchunks = (s.L + T - 1) / T;
@@ -216,8 +210,9 @@ void chunked_backward(float* du, float* dv, float* dq, const SsmParamGrads& g, c
         }
     }
     // Per kernel: local kernel gradient summed over its channels, its power sums, plus the
-    // cross-chunk sums; then the chain rule into the parameters.
-    Buffer<cd> S0(size_t(Hk * M)), S1(size_t(Hk * M));
+    // cross-chunk sums.
+    cd* S0 = g.S0;
+    cd* S1 = g.S1;
 #pragma omp parallel
     {
         Buffer<float> dk(static_cast<size_t>(T));
@@ -234,36 +229,52 @@ void chunked_backward(float* du, float* dv, float* dq, const SsmParamGrads& g, c
                     t0 += S0c[size_t((h * s.P + pp) * M + m)];
                     t1 += S1c[size_t((h * s.P + pp) * M + m)];
                 }
-                S0[size_t(h * M + m)] = t0;
-                S1[size_t(h * M + m)] = t1;
+                S0[h * M + m] = t0;
+                S1[h * M + m] = t1;
             }
             double t = 0;
             for (int64_t pp = 0; pp < s.P; pp++) t += dD_c[size_t(h * s.P + pp)];
             g.D[h] = float(t);
         }
     }
-    s4d_param_grads(g.log_dt, g.inv_A_real, g.A_imag, g.B, g.C, S0.data(), S1.data(), p.log_dt, p.inv_A_real,
-                    p.A_imag, p.B, p.C, Hk, M, p.disc);
 }
 
+// The S4D parameters in modal form: log_z = log dA, W = C dB (and dB for the state).
+struct S4dModal {
+    Buffer<cd> log_z, W, dB;
+    S4dModal(const SsmParams& p, int64_t Hk)
+        : log_z(size_t(Hk * p.M)), W(size_t(Hk * p.M)), dB(size_t(Hk * p.M)) {
+        s4d_discretize(nullptr, dB.data(), W.data(), p.log_dt, p.inv_A_real, p.A_imag, p.B, p.C, Hk, p.M, p.disc);
+        s4d_log_dA(log_z.data(), p.log_dt, p.inv_A_real, p.A_imag, Hk, p.M, p.disc);
+    }
+    ModalSsm modal(const float* D, int64_t M) const { return {log_z.data(), W.data(), D, M}; }
+};
+
 }  // namespace
+
+void modal_grads(cd* gW, cd* glog_z, const cd* S0, const cd* S1, const cd* W, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        if (gW) gW[i] = 2.0 * std::conj(S0[i]);
+        if (glog_z) glog_z[i] = 2.0 * std::conj(W[i] * S1[i]);
+    }
+}
 
 SsmConvPath ssm_conv_path(int64_t L, int64_t chunk) {
     if (L > chunk) return SsmConvPath::chunked;
     return L <= kSsmDirectMaxL ? SsmConvPath::direct : SsmConvPath::fft;
 }
 
-void ssm_conv_forward(float* y, const float* u, const float* v, const float* q, const SsmParams& p,
-                      const FftConvShape& s, int64_t chunk, std::complex<float>* final_state, SsmConvPath path) {
+void modal_conv_forward(float* y, const float* u, const float* v, const float* q, const ModalSsm& p,
+                        const FftConvShape& s, int64_t chunk, cd* final_X, SsmConvPath path) {
     HIPPO_CHECK(chunk >= 1, "ssm_conv: chunk length must be positive, got %lld", (long long)chunk);
     HIPPO_CHECK(s.L >= 1 && s.C % s.P == 0, "ssm_conv: bad shape L=%lld C=%lld P=%lld", (long long)s.L,
                 (long long)s.C, (long long)s.P);
     if (int(path) < 0) path = ssm_conv_path(s.L, chunk);
     // The final state comes out of the chunked kernel (one chunk when L <= chunk).
-    if (path == SsmConvPath::chunked || final_state) return chunked_forward(y, u, v, q, p, s, chunk, final_state);
+    if (path == SsmConvPath::chunked || final_X) return chunked_forward(y, u, v, q, p, s, chunk, final_X);
     const int64_t Hk = s.kernels();
     Buffer<float> K(size_t(Hk * s.L));
-    s4d_kernel_forward(K.data(), p.log_dt, p.inv_A_real, p.A_imag, p.B, p.C, Hk, p.M, s.L, p.disc);
+    s4d_kernel_eval(K.data(), ModalPowers(p.log_z, Hk, p.M), p.W, s.L);
     if (path == SsmConvPath::direct) return fftconv_forward_direct(y, u, v, q, K.data(), p.D, s);
     RealFFT fft(fftconv_fft_size(s.L));
     Buffer<float> Kf(size_t(Hk * (fft.size() + 2)));
@@ -271,15 +282,16 @@ void ssm_conv_forward(float* y, const float* u, const float* v, const float* q, 
     fftconv_forward(y, u, v, q, Kf.data(), p.D, s, fft);
 }
 
-void ssm_conv_backward(float* du, float* dv, float* dq, const SsmParamGrads& g, const float* dy, const float* u,
-                       const float* v, const float* q, const SsmParams& p, const FftConvShape& s, int64_t chunk,
-                       SsmConvPath path) {
+void modal_conv_backward(float* du, float* dv, float* dq, const ModalSums& g, const float* dy, const float* u,
+                         const float* v, const float* q, const ModalSsm& p, const FftConvShape& s, int64_t chunk,
+                         SsmConvPath path) {
     HIPPO_CHECK(chunk >= 1, "ssm_conv: chunk length must be positive, got %lld", (long long)chunk);
     if (int(path) < 0) path = ssm_conv_path(s.L, chunk);
     if (path == SsmConvPath::chunked) return chunked_backward(du, dv, dq, g, dy, u, v, q, p, s, chunk);
-    const int64_t Hk = s.kernels();
+    const int64_t Hk = s.kernels(), M = p.M;
+    ModalPowers pw(p.log_z, Hk, M);
     Buffer<float> K(size_t(Hk * s.L)), dK(size_t(Hk * s.L));
-    s4d_kernel_forward(K.data(), p.log_dt, p.inv_A_real, p.A_imag, p.B, p.C, Hk, p.M, s.L, p.disc);
+    s4d_kernel_eval(K.data(), pw, p.W, s.L);
     if (path == SsmConvPath::direct) {
         fftconv_backward_direct(du, dv, dq, dK.data(), g.D, dy, u, v, q, K.data(), p.D, s);
     } else {
@@ -288,8 +300,35 @@ void ssm_conv_backward(float* du, float* dv, float* dq, const SsmParamGrads& g, 
         fftconv_kernel_spectrum(Kf.data(), K.data(), Hk, s.L, fft);
         fftconv_backward(du, dv, dq, dK.data(), g.D, dy, u, v, q, Kf.data(), p.D, s, fft);
     }
-    s4d_kernel_backward(g.log_dt, g.inv_A_real, g.A_imag, g.B, g.C, dK.data(), p.log_dt, p.inv_A_real, p.A_imag, p.B,
-                        p.C, Hk, p.M, s.L, p.disc);
+#pragma omp parallel for schedule(static)
+    for (int64_t h = 0; h < Hk; h++) pw.sums(g.S0 + h * M, g.S1 + h * M, dK.data() + h * s.L, s.L, h);
+}
+
+void ssm_conv_forward(float* y, const float* u, const float* v, const float* q, const SsmParams& p,
+                      const FftConvShape& s, int64_t chunk, std::complex<float>* final_state, SsmConvPath path) {
+    const int64_t Hk = s.kernels(), M = p.M;
+    S4dModal sm(p, Hk);
+    if (!final_state) return modal_conv_forward(y, u, v, q, sm.modal(p.D, M), s, chunk, nullptr, path);
+    Buffer<cd> X(size_t(s.B * s.C * M));
+    modal_conv_forward(y, u, v, q, sm.modal(p.D, M), s, chunk, X.data(), path);
+    for (int64_t b = 0; b < s.B; b++)
+        for (int64_t c = 0; c < s.C; c++)
+            for (int64_t m = 0; m < M; m++) {
+                const size_t i = size_t((b * s.C + c) * M + m);
+                final_state[i] = std::complex<float>(sm.dB[size_t((c / s.P) * M + m)] * X[i]);
+            }
+}
+
+void ssm_conv_backward(float* du, float* dv, float* dq, const SsmParamGrads& g, const float* dy, const float* u,
+                       const float* v, const float* q, const SsmParams& p, const FftConvShape& s, int64_t chunk,
+                       SsmConvPath path) {
+    const int64_t Hk = s.kernels(), M = p.M;
+    S4dModal sm(p, Hk);
+    Buffer<cd> S0(size_t(Hk * M)), S1(size_t(Hk * M));
+    modal_conv_backward(du, dv, dq, ModalSums{S0.data(), S1.data(), g.D}, dy, u, v, q, sm.modal(p.D, M), s, chunk,
+                        path);
+    s4d_param_grads(g.log_dt, g.inv_A_real, g.A_imag, g.B, g.C, S0.data(), S1.data(), p.log_dt, p.inv_A_real,
+                    p.A_imag, p.B, p.C, Hk, M, p.disc);
 }
 
 }  // namespace hippo
