@@ -89,4 +89,45 @@ Tensor ssm_conv(const Tensor& u_in, const Tensor& v_in, const Tensor& q_in, cons
     return y;
 }
 
+Tensor modal_conv(const Tensor& u_in, const Tensor& D_in, const ModalParameterisation& mp, int64_t chunk,
+                  std::vector<std::complex<double>>* final_X, SsmConvPath path) {
+    const char* op = mp.name;
+    HIPPO_CHECK(u_in.ndim() == 3, "%s: u must be (B, L, C), got %s", op, u_in.shape().str().c_str());
+    const int64_t Bn = u_in.size(0), L = u_in.size(1), C = u_in.size(2), Hk = mp.Hk, M = mp.M;
+    HIPPO_CHECK(L >= 1, "%s: empty sequence", op);
+    HIPPO_CHECK(Hk >= 1 && M >= 1 && C % Hk == 0, "%s: %lld channels for %lld kernels of %lld modes", op,
+                (long long)C, (long long)Hk, (long long)M);
+    check_numel(D_in, Hk, "D", op);
+    using cd = std::complex<double>;
+    std::vector<Tensor> params;
+    for (const Tensor& t : mp.params) params.push_back(t.contiguous());
+    auto log_z = std::make_shared<std::vector<cd>>(size_t(Hk * M));
+    auto W = std::make_shared<std::vector<cd>>(size_t(Hk * M));
+    mp.build(params, log_z->data(), W->data());
+    Tensor u = u_in.contiguous(), D = D_in.contiguous();
+    FftConvShape s{Bn, L, C, C / Hk};
+    Tensor y = Tensor::empty(u.shape());
+    if (final_X) final_X->resize(size_t(Bn * C * M));
+    modal_conv_forward(y.data(), u.data(), nullptr, nullptr, ModalSsm{log_z->data(), W->data(), D.data(), M}, s, chunk,
+                       final_X ? final_X->data() : nullptr, path);
+    std::vector<Tensor> inputs{u, D};
+    inputs.insert(inputs.end(), params.begin(), params.end());
+    auto grads_fn = mp.grads;
+    record(y, op, inputs, [u, D, params, log_z, W, s, M, Hk, chunk, path, grads_fn](const Tensor& g_in) {
+        Tensor g = g_in.contiguous();
+        Tensor du = Tensor::empty(u.shape()), gD = Tensor::empty(D.shape());
+        std::vector<cd> S0(size_t(Hk * M)), S1(size_t(Hk * M)), gW(size_t(Hk * M)), glz(size_t(Hk * M));
+        modal_conv_backward(du.data(), nullptr, nullptr, ModalSums{S0.data(), S1.data(), gD.data()}, g.data(), u.data(),
+                            nullptr, nullptr, ModalSsm{log_z->data(), W->data(), D.data(), M}, s, chunk, path);
+        modal_grads(gW.data(), glz.data(), S0.data(), S1.data(), W->data(), Hk * M);
+        std::vector<Tensor> out{du, gD};
+        std::vector<Tensor> pg = grads_fn(params, gW.data(), glz.data());
+        HIPPO_CHECK(pg.size() == params.size(), "modal_conv: %zu parameter gradients for %zu parameters", pg.size(),
+                    params.size());
+        out.insert(out.end(), pg.begin(), pg.end());
+        return out;
+    });
+    return y;
+}
+
 }  // namespace hippo

@@ -2,6 +2,7 @@
 #pragma once
 #include <complex>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "autograd/tensor.h"
@@ -29,5 +30,25 @@ struct SsmConvOptions {
 Tensor ssm_conv(const Tensor& u, const Tensor& v, const Tensor& q, const Tensor& log_dt, const Tensor& inv_A_real,
                 const Tensor& A_imag, const Tensor& B, const Tensor& C, const Tensor& D, const SsmConvOptions& opt,
                 std::vector<std::complex<float>>* final_state = nullptr);
+
+// A diagonal SSM given by a layer's own parameters (DSS, DLR, Mega's EMA, ...): `build` maps the
+// parameter tensors to the modal form (log_z, W), each (Hk, M) complex double (kernels/ssm_conv.h:
+// K[h,l] = 2 Re sum_m W z^l); `grads` maps the complex gradients gW, glog_z (dLoss/dRe + i dLoss/dIm,
+// (Hk, M)) back to one gradient tensor per parameter, each shaped as that parameter.
+struct ModalParameterisation {
+    const char* name = "modal_conv";
+    std::vector<Tensor> params;
+    int64_t Hk = 0, M = 0;
+    std::function<void(const std::vector<Tensor>& params, std::complex<double>* log_z, std::complex<double>* W)> build;
+    std::function<std::vector<Tensor>(const std::vector<Tensor>& params, const std::complex<double>* gW,
+                                      const std::complex<double>* glog_z)>
+        grads;
+};
+
+// y = SSM(u) + D u, u (B, L, C) with C = Hk * P channels (channel c uses kernel c / P), D (Hk).
+// One tape node: chunked state passing above `chunk` (kernels/ssm_conv.h). final_X: if not null,
+// receives the (B, C, M) modal state after the last token (no-grad use: recurrent prefill).
+Tensor modal_conv(const Tensor& u, const Tensor& D, const ModalParameterisation& mp, int64_t chunk,
+                  std::vector<std::complex<double>>* final_X = nullptr, SsmConvPath path = SsmConvPath(-1));
 
 }  // namespace hippo
