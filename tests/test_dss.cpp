@@ -6,7 +6,11 @@
 
 #include <cmath>
 #include <complex>
+#include <fstream>
+#include <map>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "autograd/ops.h"
 #include "gradcheck.h"
@@ -217,4 +221,67 @@ TEST(DSS, LongSequencesStayAccurate) {
         err = std::max(err, std::abs(double(z.data()[l * 2]) - K[size_t(l)]));
     }
     EXPECT_LT(err / scale, 1e-4);
+}
+
+// ---- against the official code (tests/data/dss_fixture.json, scripts/fixtures/make_dss_fixture.py:
+// ag1988/dlr's standalone DSS block in PyTorch 1.13 on random parameters, float32) --------------
+namespace {
+
+std::vector<float> floats(const nlohmann::json& j) { return j.get<std::vector<float>>(); }
+
+void expect_close(const std::vector<float>& got, const std::vector<float>& want, double rtol, const std::string& what) {
+    ASSERT_EQ(got.size(), want.size()) << what;
+    double scale = 1e-6;
+    for (float w : want) scale = std::max(scale, std::fabs(double(w)));
+    for (size_t i = 0; i < got.size(); i++) ASSERT_NEAR(got[i], want[i], rtol * scale) << what << "[" << i << "]";
+}
+
+}  // namespace
+
+TEST(DSSFixture, MatchesTheOfficialCode) {
+    std::ifstream f(std::string(HIPPO_TEST_DATA) + "/dss_fixture.json");
+    ASSERT_TRUE(f) << "missing tests/data/dss_fixture.json (scripts/fixtures/make_dss_fixture.py makes it)";
+    nlohmann::json fx = nlohmann::json::parse(f);
+    ASSERT_EQ(fx["cases"].size(), 4u);
+    for (auto& c : fx["cases"]) {
+        const int64_t H = c["d_model"], N = c["d_state"], Bn = c["B"], L = c["L"];
+        const std::string kernel = c["kernel"];
+        const std::string tag = kernel + " H " + std::to_string(H) + " L " + std::to_string(L) + ": ";
+        DSSConfig cfg;
+        cfg.d_model = H;
+        cfg.d_state = N;
+        cfg.kernel = kernel;
+        cfg.chunk = 16;  // the longer cases run through chunked state passing
+        Rng rng(0);
+        DSS m(cfg, rng);
+        {
+            NoGradGuard ng;
+            ASSERT_EQ(m.named_parameters().size(), c["params"].size()) << tag;
+            for (auto& [name, p] : m.named_parameters()) {
+                ASSERT_TRUE(c["params"].contains(name)) << tag << name;
+                auto& e = c["params"][name];
+                std::vector<int64_t> shape = e["shape"].get<std::vector<int64_t>>();
+                // The official output Linear is a transposed one: its bias is stored as (H, 1).
+                if (name == "output_linear.bias") ASSERT_EQ(shape, (std::vector<int64_t>{H, 1}));
+                else ASSERT_EQ(p.shape().vec(), shape) << tag << name;
+                p.copy_from(Tensor::from_vector(p.shape(), floats(e["data"])));
+            }
+            // The kernel: the SSM's response to an impulse, minus the D skip.
+            Tensor imp = Tensor::zeros({1, L, H});
+            for (int64_t h = 0; h < H; h++) imp.data()[h] = 1.0f;
+            Tensor z = m.ssm(imp);
+            std::vector<float> K(size_t(H * L));
+            for (int64_t h = 0; h < H; h++)
+                for (int64_t l = 0; l < L; l++)
+                    K[size_t(h * L + l)] = z.data()[l * H + h] - (l == 0 ? m.D.data()[h] : 0.0f);
+            expect_close(K, floats(c["K"]), 2e-5, tag + "K");
+        }
+        Tensor u = Tensor::from_vector({Bn, L, H}, floats(c["u"])).set_requires_grad();
+        Tensor y = m.forward(u);
+        expect_close(y.to_vector(), floats(c["y"]), 3e-5, tag + "y");
+        y.backward(Tensor::from_vector(y.shape(), floats(c["g"])));
+        expect_close(u.grad().to_vector(), floats(c["du"]), 3e-5, tag + "du");
+        for (auto& [name, p] : m.named_parameters())
+            expect_close(p.grad().to_vector(), floats(c["grads"][name]), 1e-4, tag + name);
+    }
 }
