@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Byte-level language modelling on a real corpus: small Transformer / H3 / hybrid (H3 + 1 attention
-# layer) / S4D / GSS models of about equal size (configs/lm/*.json, 2.9-3.6M parameters, d_model 256)
+# layer) / S4D / GSS / DSS / DLR models of about equal size (configs/lm/*.json, 2.9-3.6M parameters,
+# d_model 256)
 # trained with the same token budget and recipe, then evaluated on the validation split.
 #
 #   scripts/lm_compare.sh [OUT_DIR]     env: DATA (moby_dick), STEPS (600), BATCH (8), SEQ_LEN (256),
@@ -40,7 +41,7 @@ SEQ_LEN=${SEQ_LEN:-256}
 LR=${LR:-1e-3}
 THREADS=${THREADS:-1}
 read -r -a SEEDS <<< "${SEEDS:-${SEED:-0}}"
-read -r -a MODELS <<< "${MODELS:-transformer h3 hybrid s4d gss}"
+read -r -a MODELS <<< "${MODELS:-transformer h3 hybrid s4d gss dss dlr}"
 read -r -a LRS <<< "${LRS:-}"
 SWEEP_STEPS=${SWEEP_STEPS:-$(( STEPS / 4 > 0 ? STEPS / 4 : 1 ))}
 SAVE_EVERY=${SAVE_EVERY:-$(( STEPS / 10 > 0 ? STEPS / 10 : 1 ))}

@@ -10,12 +10,14 @@
 #include "bench/bench_elementwise.h"
 #include "bench/bench_fft.h"
 #include "bench/bench_generate.h"
+#include "bench/bench_mixers.h"
 #include "bench/bench_norm.h"
 #include "bench/bench_ssm.h"
 #include "bench/bench_train.h"
 #include "common/bench.h"
 #include "common/check.h"
 #include "common/runtime.h"
+#include "models/mixer.h"
 
 namespace hippo {
 
@@ -40,7 +42,7 @@ void append(std::vector<BenchRecord>& dst, const std::vector<BenchRecord>& src) 
 }  // namespace
 
 int cmd_bench(int argc, char** argv) {
-    Args args(argc, argv, {"help", "json", "all-backends", "quick", "zero1", "no-overlap"}, {"threads", "batch", "steps", "bucket-mb", "fft-log2", "L", "channels", "chunk", "d-model", "layers", "vocab", "models", "prompts", "batches", "gen", "contexts", "decode-weights"});
+    Args args(argc, argv, {"help", "json", "all-backends", "quick", "zero1", "no-overlap"}, {"threads", "batch", "steps", "bucket-mb", "fft-log2", "L", "channels", "chunk", "d-model", "layers", "vocab", "models", "mixers", "prompts", "batches", "gen", "contexts", "decode-weights"});
     const char* usage =
         "usage: hippo bench NAME [--json] [--threads N]\n"
         "  core         machine peaks (peak.fma, peak.bandwidth), GEMM, FFT (with FFTW side by side),\n"
@@ -54,6 +56,9 @@ int cmd_bench(int argc, char** argv) {
         "  fftconv      the H3 long convolution: fused, unfused, direct, FFTW, state passing\n"
         "               (--L 1024,4096,16384,65536,1048576 --channels 768 --chunk 8192)\n"
         "  h3           the whole H3 mixer, forward and forward+backward (--L 2048 --d-model 768)\n"
+        "  ssm          every sequence mixer built from its config defaults, forward and forward+backward\n"
+        "               at B = 1 (--mixers h3,s4d,gss,dss,dlr,attention --L 1048576 --d-model 256);\n"
+        "               quadratic ones above 64K tokens are reported as skipped, with the reason\n"
         "  attention    tiled / materialised / decode / block-sparse / linear attention (--L ...)\n"
         "  generate     decoding throughput, hybrid H3 vs Transformer (125M shapes, random weights)\n"
         "               (--prompts 128,512,1536,4096 --batches 1,8 --gen 128 --contexts 128,8192\n"
@@ -113,6 +118,11 @@ int cmd_bench(int argc, char** argv) {
                                    args.get_int("d-model", 256, 1, 1LL << 30), args.get_int("layers", 4, 1, 1LL << 30), args.get_int("vocab", 256, 1, 1LL << 30),
                                    args.has("zero1"), !args.has("no-overlap"), int(args.get_int("steps", 10, 1, 1LL << 30)),
                                    args.get_double("bucket-mb", 8, 1e-3, 65536)));
+    } else if (name == "ssm") {
+        std::vector<std::string> mixers = args.get_list("mixers", "h3,s4d,gss,dss,dlr,attention");
+        for (const std::string& m : mixers) find_mixer(m);  // unknown names fail before any work
+        append(recs, bench_mixers(mixers, args.get_int_list("L", {1048576}, 1, 1LL << 30),
+                                  args.get_int("d-model", 256, 1, 1LL << 30)));
     } else if (name == "h3") {
         append(recs, bench_h3(args.get_int_list("L", {2048}, 1, 1LL << 30), args.get_int("d-model", 768, 1, 1LL << 30)));
     } else {

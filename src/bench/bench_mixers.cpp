@@ -1,0 +1,99 @@
+#include "bench/bench_mixers.h"
+
+#include <chrono>
+#include <cstring>
+
+#include "autograd/ops.h"
+#include "common/alloc.h"
+#include "common/check.h"
+#include "common/rng.h"
+#include "common/runtime.h"
+#include "models/config.h"
+#include "models/mixer.h"
+
+namespace hippo {
+
+namespace {
+
+// How a mixer's work grows with L, and why (the record says it when it is skipped).
+struct Scaling {
+    bool quadratic;
+    const char* why;
+};
+Scaling scaling_of(const std::string& mixer) {
+    if (mixer == "attention")
+        return {true, "softmax attention: O(L^2) time (the tiled kernel keeps memory O(L)), no state to pass"};
+    return {false, ""};
+}
+
+// The config a one-layer LM of this mixer would have.
+ModelConfig mixer_config(const std::string& mixer, long long d_model) {
+    nlohmann::json j = {{"d_model", d_model}, {"n_layer", 1}, {"vocab_size", 16}, {"mixer", mixer}};
+    return parse_model_config(j, "bench ssm");
+}
+
+}  // namespace
+
+std::vector<BenchRecord> bench_mixers(const std::vector<std::string>& mixers, const std::vector<long long>& lengths,
+                                      long long d_model) {
+    std::vector<BenchRecord> out;
+    for (const std::string& name : mixers) {
+        ModelConfig cfg = mixer_config(name, d_model);
+        Rng rng(5);
+        std::unique_ptr<SequenceMixer> m = make_mixer(name, cfg, 0, rng);
+        for (long long L : lengths) {
+            BenchRecord base;
+            base.name = "mixer." + name;
+            base.shape = {{"B", 1}, {"H", d_model}, {"L", L}};
+            Scaling sc = scaling_of(name);
+            base.extra["scaling"] = sc.quadratic ? "quadratic" : "linear";
+            if (sc.quadratic && L > kQuadraticMaxL) {
+                BenchRecord r = base;
+                r.pass = "skipped";
+                r.extra["why"] = sc.why;
+                out.push_back(r);
+                continue;
+            }
+            Tensor u = Tensor::empty({1, L, d_model}), g = Tensor::empty({1, L, d_model});
+            for (int64_t i = 0; i < u.numel(); i++) {
+                u.data()[i] = float(rng.normal());
+                g.data()[i] = float(rng.normal());
+            }
+            auto run = [&](bool backward, const char* pass) {
+                auto fn = [&] {
+                    if (!backward) {
+                        NoGradGuard ng;
+                        Tensor y = m->forward(u, 0, false);
+                        return;
+                    }
+                    m->module()->zero_grad();
+                    u.zero_grad();
+                    Tensor y = m->forward(u, 0, false);
+                    y.backward(g);
+                };
+                // Warm-up (plans, caches, first touch); a run of over a second is timed once more.
+                const auto t0 = std::chrono::steady_clock::now();
+                fn();
+                const bool slow = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > 1.0;
+                const size_t live = alloc_stats().live_bytes;
+                alloc_reset_peak();
+                Timing t = time_median(fn, slow ? 1 : 3, slow ? 0.0 : 0.3, slow ? 1 : 50);
+                BenchRecord r = base;
+                r.pass = pass;
+                r.ms = t.median_ms;
+                r.runs = t.runs;
+                r.derived["tokens_per_s"] = double(L) / (t.median_ms * 1e-3);
+                r.derived["peak_mb"] = double(alloc_stats().peak_live_bytes - live) / (1 << 20);
+                r.extra["threads"] = num_threads();
+                out.push_back(r);
+            };
+            run(false, "fwd");
+            u.set_requires_grad();
+            run(true, "fwd+bwd");
+            u.set_requires_grad(false);
+        }
+    }
+    return out;
+}
+
+}  // namespace hippo
