@@ -2,10 +2,15 @@
 // forward / backward against the materialised double-precision reference over lengths, head dims,
 // causal / key padding / dropout / block masks; decode == last row of causal attention; BigBird
 // masks; linear attention (recurrent == parallel, backward vs reference); finite-difference
-// gradient checks of the ops; thread-count determinism of the backward.
+// gradient checks of the ops; thread-count determinism of the backward. Mega extensions: value
+// head dim != query head dim, relative position bias (and its gradient), element-wise laplace /
+// relu2 weights with 1 / n_keys scaling, Mega-chunk block-diagonal masks: tiled == reference,
+// the reference against Mega's formula written out and against finite differences.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "autograd/ops_attention.h"
@@ -249,6 +254,364 @@ TEST(LinearAttentionKernel, ParallelEqualsReferenceAndRecurrent) {
                 expect_close(ot.data(), want.data(), 32, 1e-5, 1e-4, "step");
             }
         }
+}
+
+// ---- Mega extensions: Dv != D, relative position bias, element-wise weights, key counts ----
+
+namespace {
+
+const char* fn_name(AttnFn f) { return f == AttnFn::softmax ? "softmax" : f == AttnFn::laplace ? "laplace" : "relu2"; }
+
+struct ExtCase {
+    int64_t B = 1, H = 2, Lq = 70, Lk = 70, D = 24, Dv = 40;
+    bool causal = false, key_mask = false;
+    AttnFn fn = AttnFn::laplace;
+    int64_t maxpos = -1;  // bias table of 2 maxpos - 1 entries centred at maxpos - 1; -1: covers all offsets; 0: none
+    bool key_count = false;
+    float scale = 0;
+    int64_t chunk = 0;  // > 0: block-diagonal chunk x chunk mask (Mega-chunk)
+    float dropout = 0;
+};
+
+std::string ext_name(const ExtCase& c) {
+    return std::string(fn_name(c.fn)) + " B" + std::to_string(c.B) + " H" + std::to_string(c.H) + " Lq" +
+           std::to_string(c.Lq) + " Lk" + std::to_string(c.Lk) + " D" + std::to_string(c.D) + " Dv" +
+           std::to_string(c.Dv) + (c.causal ? " causal" : "") + (c.key_mask ? " keymask" : "") +
+           " maxpos" + std::to_string(c.maxpos) + (c.key_count ? " keycount" : "") + " scale" +
+           std::to_string(c.scale) + " chunk" + std::to_string(c.chunk) + (c.dropout > 0 ? " dropout" : "");
+}
+
+// Mega-chunk: only the diagonal chunk x chunk blocks are active.
+BlockMask chunk_mask(int64_t Lq, int64_t Lk, int64_t c) {
+    BlockMask bm = make_block_mask(Lq, Lk, c, c);
+    for (int64_t b = 0; b < std::min(bm.nbq, bm.nbk); b++) bm.mask[size_t(b * bm.nbk + b)] = 1;
+    return bm;
+}
+
+// Inputs of one case; p points into the vectors, so an ExtData is filled in place and never moved.
+struct ExtData {
+    AttnShape s;
+    AttnParams p;
+    std::vector<float> q, k, v, g, bias;
+    std::vector<uint8_t> km;
+    BlockMask bm;
+    ExtData(const ExtData&) = delete;
+    ExtData() = default;
+};
+
+void setup(ExtData& d, const ExtCase& c, uint64_t seed) {
+    Rng rng(seed);
+    d.s = AttnShape{c.B, c.H, c.Lq, c.Lk, c.D, c.Dv};
+    const float qs = c.fn == AttnFn::softmax ? 1.5f : 1.0f;  // laplace / relu2: scores of order 1
+    d.q = randv(size_t(c.B * c.H * c.Lq * c.D), rng, qs);
+    d.k = randv(size_t(c.B * c.H * c.Lk * c.D), rng, qs);
+    d.v = randv(size_t(c.B * c.H * c.Lk * d.s.dv()), rng);
+    d.g = randv(size_t(c.B * c.H * c.Lq * d.s.dv()), rng);
+    d.p.causal = c.causal;
+    d.p.fn = c.fn;
+    d.p.scale = c.scale;
+    d.p.scale_by_key_count = c.key_count;
+    d.p.dropout_p = c.dropout;
+    d.p.dropout_seed = 13;
+    if (c.key_mask) {
+        d.km.resize(size_t(c.B * c.Lk));
+        for (auto& m : d.km) m = rng.uniform() < 0.75f;
+        d.km[0] = 1;
+        if (c.B > 1)  // a batch row whose keys are all padding
+            for (int64_t j = 0; j < c.Lk; j++) d.km[size_t(c.Lk + j)] = 0;
+        d.p.key_mask = d.km.data();
+    }
+    if (c.maxpos != 0) {
+        const int64_t mp = c.maxpos > 0 ? c.maxpos : std::max(c.Lq, c.Lk);
+        d.bias = randv(size_t(2 * mp - 1), rng, 0.5f);
+        d.p.rel_bias = d.bias.data();
+        d.p.rel_bias_center = mp - 1;
+        d.p.rel_bias_len = 2 * mp - 1;
+    }
+    if (c.chunk > 0) {
+        d.bm = chunk_mask(c.Lq, c.Lk, c.chunk);
+        d.p.block_mask = &d.bm;
+    }
+}
+
+double max_abs(const std::vector<float>& x) {
+    double m = 0;
+    for (float e : x) m = std::max(m, double(std::fabs(e)));
+    return m;
+}
+
+// atol relative to the largest reference value (relu2 outputs and bias sums are not O(1)).
+void expect_close_scaled(const std::vector<float>& got, const std::vector<float>& ref, double atol, double rtol,
+                         const char* what) {
+    ASSERT_EQ(got.size(), ref.size()) << what;
+    expect_close(got.data(), ref.data(), int64_t(got.size()), atol * std::max(1.0, max_abs(ref)), rtol, what);
+}
+
+void run_ext(const ExtCase& c) {
+    SCOPED_TRACE(ext_name(c));
+    ExtData d;
+    setup(d, c, uint64_t(c.Lq * 131 + c.Lk * 7 + c.D * 3 + c.Dv + int(c.fn) * 17 + c.causal));
+    const AttnShape& s = d.s;
+    const size_t no = size_t(s.B * s.H * s.Lq * s.dv()), nl = size_t(s.B * s.H * s.Lq);
+    std::vector<float> o(no), o_ref(no), lse(nl, -1.0f), lse_ref(nl, -1.0f);
+    attention_forward_tiled(o.data(), lse.data(), d.q.data(), d.k.data(), d.v.data(), s, d.p);
+    attention_forward_ref(o_ref.data(), lse_ref.data(), d.q.data(), d.k.data(), d.v.data(), s, d.p);
+    expect_close_scaled(o, o_ref, 2e-5, 2e-4, "O");
+    for (size_t i = 0; i < nl; i++) {
+        if (c.fn != AttnFn::softmax) {
+            ASSERT_EQ(lse[i], 0.0f) << "lse " << i;
+            ASSERT_EQ(lse_ref[i], 0.0f) << "lse_ref " << i;
+        } else if (std::isinf(lse_ref[i])) {
+            ASSERT_TRUE(std::isinf(lse[i]) && lse[i] > 0) << "lse " << i;
+        } else {
+            ASSERT_NEAR(lse[i], lse_ref[i], 1e-4 + 1e-5 * std::fabs(lse_ref[i])) << "lse " << i;
+        }
+    }
+    const size_t nq = d.q.size(), nk = d.k.size(), nv = d.v.size();
+    std::vector<float> dq(nq), dk(nk), dv(nv), dq_r(nq), dk_r(nk), dv_r(nv);
+    std::vector<float> db(d.bias.size(), 0.25f), db_r(d.bias.size(), 0.25f);  // accumulated into
+    float* dbp = d.p.rel_bias ? db.data() : nullptr;
+    float* dbp_r = d.p.rel_bias ? db_r.data() : nullptr;
+    // laplace / relu2 read neither O nor lse
+    const bool sm = c.fn == AttnFn::softmax;
+    attention_backward_tiled(dq.data(), dk.data(), dv.data(), d.g.data(), d.q.data(), d.k.data(), d.v.data(),
+                             sm ? o.data() : nullptr, sm ? lse.data() : nullptr, s, d.p, dbp);
+    attention_backward_ref(dq_r.data(), dk_r.data(), dv_r.data(), d.g.data(), d.q.data(), d.k.data(), d.v.data(), s,
+                           d.p, dbp_r);
+    expect_close_scaled(dq, dq_r, 1e-4, 1e-3, "dq");
+    expect_close_scaled(dk, dk_r, 1e-4, 1e-3, "dk");
+    expect_close_scaled(dv, dv_r, 1e-4, 1e-3, "dv");
+    if (dbp) expect_close_scaled(db, db_r, 1e-4, 1e-3, "d_rel_bias");
+}
+
+}  // namespace
+
+TEST(AttentionMega, ValueHeadDimSoftmax) {
+    // both padded, only v padded, only q / k padded, Dv < D, odd
+    const int64_t dims[][2] = {{24, 40}, {16, 40}, {24, 32}, {64, 16}, {3, 5}};
+    for (auto [D, Dv] : dims)
+        for (bool causal : {false, true}) {
+            ExtCase c;
+            c.fn = AttnFn::softmax;
+            c.D = D, c.Dv = Dv, c.causal = causal, c.maxpos = 0;
+            run_ext(c);
+        }
+}
+
+TEST(AttentionMega, ElementwiseLengths) {
+    for (AttnFn fn : {AttnFn::laplace, AttnFn::relu2})
+        for (bool causal : {false, true})
+            for (int64_t L : {1, 2, 63, 130}) {
+                ExtCase c;
+                c.fn = fn, c.causal = causal, c.Lq = c.Lk = L, c.key_count = true, c.scale = 6.0f;
+                run_ext(c);
+            }
+}
+
+TEST(AttentionMega, ElementwiseUniformScaleAndHeadDims) {
+    const int64_t dims[][2] = {{24, 24}, {64, 64}, {16, 40}, {3, 5}, {32, 8}};
+    for (AttnFn fn : {AttnFn::laplace, AttnFn::relu2})
+        for (auto [D, Dv] : dims) {
+            ExtCase c;  // default scale 1 / sqrt(D), with and without bias
+            c.fn = fn, c.D = D, c.Dv = Dv, c.causal = D != 64, c.maxpos = Dv == 40 ? 0 : -1;
+            run_ext(c);
+        }
+}
+
+TEST(AttentionMega, SoftmaxWithBiasAndKeyCount) {
+    for (bool causal : {false, true})
+        for (int64_t L : {1, 65, 130}) {
+            ExtCase c;
+            c.fn = AttnFn::softmax, c.causal = causal, c.Lq = c.Lk = L;
+            run_ext(c);
+            c.maxpos = 20;  // offsets beyond +-19 saturate at the table's ends
+            run_ext(c);
+            c.key_count = true, c.scale = 4.0f;
+            run_ext(c);
+        }
+}
+
+TEST(AttentionMega, CrossLengthsBottomRight) {
+    const int64_t lens[][2] = {{5, 130}, {130, 70}, {33, 200}};
+    for (AttnFn fn : {AttnFn::softmax, AttnFn::laplace, AttnFn::relu2})
+        for (auto [Lq, Lk] : lens)
+            for (bool causal : {false, true}) {
+                ExtCase c;
+                c.fn = fn, c.Lq = Lq, c.Lk = Lk, c.causal = causal, c.key_count = fn != AttnFn::softmax, c.scale = 6.0f;
+                run_ext(c);
+            }
+}
+
+TEST(AttentionMega, KeyMaskAndDropout) {
+    for (AttnFn fn : {AttnFn::softmax, AttnFn::laplace, AttnFn::relu2})
+        for (bool causal : {false, true}) {
+            ExtCase c;
+            c.B = 2, c.Lq = c.Lk = 97, c.fn = fn, c.causal = causal, c.key_mask = true;
+            c.key_count = fn != AttnFn::softmax, c.scale = 6.0f;
+            run_ext(c);
+            c.dropout = 0.2f;
+            run_ext(c);
+        }
+}
+
+TEST(AttentionMega, ChunkBlockDiagonal) {
+    // chunk sizes below, at and across the 64-wide tiles; the bias table sized by the chunk
+    for (int64_t chunk : {48, 64, 100})
+        for (AttnFn fn : {AttnFn::laplace, AttnFn::softmax})
+            for (bool causal : {false, true}) {
+                ExtCase c;
+                c.B = 2, c.Lq = c.Lk = chunk == 48 ? 144 : 200, c.chunk = chunk, c.maxpos = chunk;
+                c.fn = fn, c.causal = causal, c.key_mask = !causal || chunk == 64;
+                c.key_count = fn != AttnFn::softmax, c.scale = 6.0f;
+                run_ext(c);
+            }
+}
+
+// The reference against Mega's element-wise attention written out per chunk (the official
+// code's formula): n = causal ? i + 1 : non-pad keys of the chunk (at least 1),
+// w_ij = f(q_i . k_j / n + p[maxpos - 1 + j - i]) * valid_j, o_i = sum_j w_ij v_j.
+TEST(AttentionMega, ReferenceMatchesMegaFormula) {
+    const double mu = std::sqrt(0.5), sigma = std::sqrt(1.0 / (4.0 * M_PI));
+    auto f = [&](AttnFn fn, double x) {
+        return fn == AttnFn::laplace ? 0.5 * (1.0 + std::erf((x - mu) / (sigma * std::sqrt(2.0))))
+                                     : std::pow(std::max(x, 0.0), 2.0);
+    };
+    for (AttnFn fn : {AttnFn::laplace, AttnFn::relu2})
+        for (bool causal : {false, true}) {
+            SCOPED_TRACE(std::string(fn_name(fn)) + (causal ? " causal" : ""));
+            ExtCase c;
+            const int64_t C = 16;
+            c.B = 2, c.H = 1, c.Lq = c.Lk = 48, c.D = 8, c.Dv = 6, c.chunk = C, c.maxpos = C, c.fn = fn;
+            c.causal = causal, c.key_mask = true, c.key_count = true;
+            ExtData d;
+            setup(d, c, 99);
+            d.km[5] = d.km[17] = d.km[18] = 0;  // a few pads in batch row 0
+            std::vector<float> o(size_t(c.B * c.Lq * c.Dv)), o_t(o.size());
+            attention_forward_ref(o.data(), nullptr, d.q.data(), d.k.data(), d.v.data(), d.s, d.p);
+            attention_forward_tiled(o_t.data(), nullptr, d.q.data(), d.k.data(), d.v.data(), d.s, d.p);
+            std::vector<float> want(o.size(), 0.0f);
+            for (int64_t b = 0; b < c.B; b++)
+                for (int64_t i = 0; i < c.Lq; i++) {
+                    const int64_t c0 = i / C * C, ii = i - c0;
+                    int64_t n = 0;
+                    for (int64_t j = c0; j < c0 + C; j++) n += d.km[size_t(b * c.Lk + j)] != 0;
+                    const double nk = causal ? double(ii + 1) : double(std::max<int64_t>(n, 1));
+                    for (int64_t j = c0; j < c0 + (causal ? ii + 1 : C); j++) {
+                        if (!d.km[size_t(b * c.Lk + j)]) continue;
+                        const float* qi = d.q.data() + (b * c.Lq + i) * c.D;
+                        const float* kj = d.k.data() + (b * c.Lk + j) * c.D;
+                        const float* vj = d.v.data() + (b * c.Lk + j) * c.Dv;
+                        double dot = 0;
+                        for (int64_t e = 0; e < c.D; e++) dot += double(qi[e]) * kj[e];
+                        const double w = f(fn, dot / nk + d.bias[size_t(C - 1 + (j - c0) - ii)]);
+                        for (int64_t e = 0; e < c.Dv; e++) want[size_t((b * c.Lq + i) * c.Dv + e)] += float(w * vj[e]);
+                    }
+                }
+            expect_close(o.data(), want.data(), int64_t(o.size()), 1e-5, 1e-5, "ref vs formula");
+            expect_close(o_t.data(), want.data(), int64_t(o.size()), 2e-5, 2e-4, "tiled vs formula");
+        }
+}
+
+// Central differences of L = sum(O * G) through attention_forward_ref against
+// attention_backward_ref, for every element of q, k, v and the bias table.
+TEST(AttentionMega, ReferenceGradientsMatchFiniteDifferences) {
+    struct FdCase {
+        AttnFn fn;
+        bool causal, key_mask, key_count;
+        int64_t maxpos;
+    };
+    const FdCase cases[] = {{AttnFn::laplace, false, false, false, -1}, {AttnFn::laplace, true, true, true, -1},
+                            {AttnFn::laplace, false, true, true, 4},    {AttnFn::softmax, false, false, false, -1},
+                            {AttnFn::softmax, true, true, false, 4}};
+    // ~2000 tiny reference calls: one thread avoids a fork/join per call on a busy machine
+    const int nt0 = num_threads();
+    set_num_threads(1);
+    for (const FdCase& fc : cases) {
+        ExtCase c;
+        c.B = 2, c.H = 1, c.Lq = 7, c.Lk = 9, c.D = 5, c.Dv = 3;
+        c.fn = fc.fn, c.causal = fc.causal, c.key_mask = fc.key_mask, c.key_count = fc.key_count;
+        c.maxpos = fc.maxpos, c.scale = fc.key_count ? 3.0f : 0.0f;
+        SCOPED_TRACE(ext_name(c));
+        ExtData d;
+        setup(d, c, 7);
+        if (c.key_mask) std::fill(d.km.begin() + c.Lk, d.km.end(), 1);  // keep row 1 alive here
+        std::vector<float> dq(d.q.size()), dk(d.k.size()), dv(d.v.size()), db(d.bias.size(), 0.0f);
+        attention_backward_ref(dq.data(), dk.data(), dv.data(), d.g.data(), d.q.data(), d.k.data(), d.v.data(), d.s,
+                               d.p, db.data());
+        std::vector<float> o(d.g.size());
+        auto loss = [&] {
+            attention_forward_ref(o.data(), nullptr, d.q.data(), d.k.data(), d.v.data(), d.s, d.p);
+            double l = 0;
+            for (size_t i = 0; i < o.size(); i++) l += double(o[i]) * d.g[i];
+            return l;
+        };
+        const float eps = 2e-3f;
+        auto check = [&](std::vector<float>& x, const std::vector<float>& grad, const char* what) {
+            for (size_t i = 0; i < x.size(); i++) {
+                const float x0 = x[i];
+                x[i] = x0 + eps;
+                const double lp = loss();
+                x[i] = x0 - eps;
+                const double lm = loss();
+                x[i] = x0;
+                const double fd = (lp - lm) / (2.0 * double(eps));
+                ASSERT_NEAR(grad[i], fd, 2e-3 + 1e-2 * std::fabs(fd)) << what << " " << i;
+            }
+        };
+        check(d.q, dq, "dq");
+        check(d.k, dk, "dk");
+        check(d.v, dv, "dv");
+        check(d.bias, db, "d_rel_bias");
+    }
+    set_num_threads(nt0);
+}
+
+TEST(AttentionMega, RelBiasGradientAccumulatesAndRepeats) {
+    ExtCase c;
+    c.B = 2, c.H = 3, c.Lq = c.Lk = 150, c.D = 32, c.Dv = 64, c.maxpos = 400, c.key_count = true, c.scale = 6.0f;
+    ExtData d;
+    setup(d, c, 3);
+    std::vector<float> dq(d.q.size()), dk(d.k.size()), dv(d.v.size());
+    auto run = [&](float init) {
+        std::vector<float> db(d.bias.size(), init);
+        attention_backward_tiled(dq.data(), dk.data(), dv.data(), d.g.data(), d.q.data(), d.k.data(), d.v.data(),
+                                 nullptr, nullptr, d.s, d.p, db.data());
+        return db;
+    };
+    auto a = run(0.0f), b = run(0.0f), acc = run(1.5f);
+    EXPECT_EQ(a, b);
+    // entries for offsets |j - i| >= 150 are untouched; the others hold 1.5 + the gradient
+    for (size_t t = 0; t < a.size(); t++) {
+        const int64_t rel = int64_t(t) - (c.maxpos - 1);
+        if (std::llabs(rel) >= c.Lq) {
+            ASSERT_EQ(acc[t], 1.5f) << t;
+            ASSERT_EQ(a[t], 0.0f) << t;
+        } else {
+            ASSERT_NEAR(acc[t], 1.5f + a[t], 1e-5 * (1.0 + std::fabs(a[t]))) << t;
+        }
+    }
+}
+
+TEST(AttentionMega, DecodeValueHeadDim) {
+    for (int64_t Lk : {1, 9, 700}) {
+        SCOPED_TRACE(Lk);
+        Rng rng{uint64_t(Lk + 1)};
+        const int64_t B = 2, H = 2, D = 24, Dv = 40, cap = Lk + 3;
+        AttnShape s{B, H, 1, Lk, D, Dv};
+        auto qd = randv(size_t(B * H * D), rng), k = randv(size_t(B * H * Lk * D), rng),
+             v = randv(size_t(B * H * Lk * Dv), rng);
+        std::vector<float> want(size_t(B * H * Dv));
+        AttnParams p;
+        p.causal = true;
+        attention_forward_ref(want.data(), nullptr, qd.data(), k.data(), v.data(), s, p);
+        std::vector<float> kc(size_t(B * H * cap * D), 9.0f), vc(size_t(B * H * cap * Dv), 9.0f), od(want.size());
+        for (int64_t bh = 0; bh < B * H; bh++) {
+            std::copy_n(k.begin() + bh * Lk * D, Lk * D, kc.begin() + bh * cap * D);
+            std::copy_n(v.begin() + bh * Lk * Dv, Lk * Dv, vc.begin() + bh * cap * Dv);
+        }
+        attention_decode(od.data(), qd.data(), kc.data(), vc.data(), B, H, cap, Lk, D, 0.0f, nullptr, Dv);
+        expect_close(od.data(), want.data(), int64_t(od.size()), 1e-5, 1e-4, "decode");
+    }
 }
 
 // ---- ops ----

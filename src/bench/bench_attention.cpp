@@ -211,6 +211,40 @@ std::vector<BenchRecord> bench_attention(const std::vector<long long>& lengths) 
             }
         }
     }
+    // Mega's element-wise attention at the first length (at most 4096): laplace weights scaled by
+    // 1 / n_keys, a relative position bias (and its gradient), a value head twice the query head.
+    if (!lengths.empty()) {
+        const int64_t L = std::min<long long>(lengths.front(), 4096), Dv = 2 * kD;
+        const size_t nq = size_t(kH * L * kD), nv = size_t(kH * L * Dv);
+        std::vector<float> q(nq), k(nq), v(nv), g(nv), o(nv), dq(nq), dk(nq), dv(nv), bias(size_t(2 * L - 1)),
+            dbias(bias.size());
+        for (auto* x : {&q, &k, &v, &g, &bias})
+            for (float& e : *x) e = float(rng.normal());
+        AttnShape s{1, kH, L, L, kD, Dv};
+        AttnParams p;
+        p.fn = AttnFn::laplace;
+        p.scale_by_key_count = true;
+        p.rel_bias = bias.data();
+        p.rel_bias_center = L - 1;
+        p.rel_bias_len = 2 * L - 1;
+        const double f_fwd = 2.0 * double(L) * double(L) * double(kD + Dv) * kH;
+        Measured mf = measure([&] { attention_forward_tiled(o.data(), nullptr, q.data(), k.data(), v.data(), s, p); },
+                              f_fwd);
+        Measured mb = measure(
+            [&] {
+                attention_forward_tiled(o.data(), nullptr, q.data(), k.data(), v.data(), s, p);
+                attention_backward_tiled(dq.data(), dk.data(), dv.data(), g.data(), q.data(), k.data(), v.data(),
+                                         nullptr, nullptr, s, p, dbias.data());
+            },
+            3.5 * f_fwd);
+        auto add = [&](const char* pass, const Measured& m, double flops) {
+            recs.push_back(make("attention.mega_laplace", L, false, pass, m, flops, peak));
+            recs.back().shape["Dv"] = Dv;
+            recs.back().extra["note"] = "laplace, 1/n_keys scale, relative position bias";
+        };
+        add("fwd", mf, f_fwd);
+        add("fwd+bwd", mb, 3.5 * f_fwd);
+    }
     // decoding
     for (long long ctx : {1024LL, 4096LL, 16384LL}) {
         const size_t n = size_t(kH * ctx * kD);
