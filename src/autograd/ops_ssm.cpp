@@ -1,5 +1,7 @@
 #include "autograd/ops_ssm.h"
 
+#include "kernels/fftconv.h"
+#include "kernels/s4_dplr.h"
 #include "kernels/shift_conv.h"
 #include "kernels/ssm_kernel.h"
 
@@ -128,6 +130,75 @@ Tensor modal_conv(const Tensor& u_in, const Tensor& D_in, const ModalParameteris
         return out;
     });
     return y;
+}
+
+Tensor long_conv(const Tensor& u_in, const Tensor& K_in, const Tensor& D_in) {
+    const char* op = "long_conv";
+    HIPPO_CHECK(u_in.ndim() == 3, "%s: u must be (B, L, C), got %s", op, u_in.shape().str().c_str());
+    const int64_t Bn = u_in.size(0), L = u_in.size(1), C = u_in.size(2);
+    HIPPO_CHECK(K_in.ndim() == 2 && K_in.size(0) == C && K_in.size(1) >= L, "%s: K must be (%lld, >= %lld), got %s",
+                op, (long long)C, (long long)L, K_in.shape().str().c_str());
+    check_numel(D_in, C, "D", op);
+    const int64_t Lk = K_in.size(1);
+    Tensor u = u_in.contiguous(), D = D_in.contiguous();
+    Tensor K = Lk == L ? K_in.contiguous() : K_in.slice(1, 0, L).contiguous();
+    FftConvShape s{Bn, L, C, 1};
+    Tensor y = Tensor::empty(u.shape());
+    const bool direct = L <= kSsmDirectMaxL;
+    auto fft = std::make_shared<RealFFT>(fftconv_fft_size(L));
+    auto Kf = std::make_shared<Buffer<float>>(size_t(C * (fft->size() + 2)));
+    if (direct) {
+        fftconv_forward_direct(y.data(), u.data(), nullptr, nullptr, K.data(), D.data(), s);
+    } else {
+        fftconv_kernel_spectrum(Kf->data(), K.data(), C, L, *fft);
+        fftconv_forward(y.data(), u.data(), nullptr, nullptr, Kf->data(), D.data(), s, *fft);
+    }
+    record(y, op, {u, K_in, D}, [u, K, D, s, Lk, direct, fft, Kf](const Tensor& g_in) {
+        Tensor g = g_in.contiguous();
+        Tensor du = Tensor::empty(u.shape()), dK = Tensor::zeros({s.C, Lk}), gD = Tensor::empty(D.shape());
+        Tensor dKl = Tensor::empty({s.C, s.L});
+        if (direct)
+            fftconv_backward_direct(du.data(), nullptr, nullptr, dKl.data(), gD.data(), g.data(), u.data(), nullptr,
+                                    nullptr, K.data(), D.data(), s);
+        else
+            fftconv_backward(du.data(), nullptr, nullptr, dKl.data(), gD.data(), g.data(), u.data(), nullptr, nullptr,
+                             Kf->data(), D.data(), s, *fft);
+        for (int64_t c = 0; c < s.C; c++)
+            std::copy(dKl.data() + c * s.L, dKl.data() + (c + 1) * s.L, dK.data() + c * Lk);
+        return std::vector<Tensor>{du, dK, gD};
+    });
+    return y;
+}
+
+Tensor s4_dplr_kernel(const Tensor& inv_dt_in, const Tensor& A_real_in, const Tensor& A_imag_in, const Tensor& B_in,
+                      const Tensor& P_in, const Tensor& Ct_in, int64_t L, int64_t L_out) {
+    const char* op = "s4_dplr_kernel";
+    const int64_t H = inv_dt_in.numel();
+    HIPPO_CHECK(A_real_in.ndim() == 2 && A_real_in.size(0) >= 1 && H % A_real_in.size(0) == 0,
+                "%s: A_real must be (S, N2) with S dividing H = %lld, got %s", op, (long long)H,
+                A_real_in.shape().str().c_str());
+    const int64_t S = A_real_in.size(0), N2 = A_real_in.size(1);
+    check_numel(A_imag_in, S * N2, "A_imag", op);
+    check_numel(B_in, S * N2 * 2, "B", op);
+    check_numel(P_in, S * N2 * 2, "P", op);
+    check_numel(Ct_in, H * N2 * 2, "C", op);
+    HIPPO_CHECK(L >= 1 && L_out >= 1 && L_out <= L, "%s: bad lengths L=%lld L_out=%lld", op, (long long)L,
+                (long long)L_out);
+    Tensor inv_dt = inv_dt_in.contiguous(), Ar = A_real_in.contiguous(), Ai = A_imag_in.contiguous(),
+           Bp = B_in.contiguous(), Pp = P_in.contiguous(), Ct = Ct_in.contiguous();
+    Tensor K = Tensor::empty({H, L_out});
+    s4_dplr_kernel_forward(K.data(), inv_dt.data(), Ar.data(), Ai.data(), Bp.data(), Pp.data(), Ct.data(), 1, H, S,
+                           N2, L, L_out);
+    record(K, op, {inv_dt, Ar, Ai, Bp, Pp, Ct}, [inv_dt, Ar, Ai, Bp, Pp, Ct, H, S, N2, L, L_out](const Tensor& g_in) {
+        Tensor g = g_in.contiguous();
+        Tensor gdt = Tensor::empty(inv_dt.shape()), gAr = Tensor::empty(Ar.shape()), gAi = Tensor::empty(Ai.shape()),
+               gB = Tensor::empty(Bp.shape()), gP = Tensor::empty(Pp.shape()), gC = Tensor::empty(Ct.shape());
+        s4_dplr_kernel_backward(gdt.data(), gAr.data(), gAi.data(), gB.data(), gP.data(), gC.data(), g.data(),
+                                inv_dt.data(), Ar.data(), Ai.data(), Bp.data(), Pp.data(), Ct.data(), 1, H, S, N2, L,
+                                L_out);
+        return std::vector<Tensor>{gdt, gAr, gAi, gB, gP, gC};
+    });
+    return K;
 }
 
 }  // namespace hippo

@@ -51,4 +51,15 @@ struct ModalParameterisation {
 Tensor modal_conv(const Tensor& u, const Tensor& D, const ModalParameterisation& mp, int64_t chunk,
                   std::vector<std::complex<double>>* final_X = nullptr, SsmConvPath path = SsmConvPath(-1));
 
+// y = K * u + D u with an explicit kernel: u (B, L, C), K (C, Lk) with Lk >= L (taps past L are
+// unused; their gradient is 0), D (C). One FFT of fftconv_fft_size(L) (direct below
+// kSsmDirectMaxL); gradients into u, K and D. For kernels that have no modal form (S4's DPLR).
+Tensor long_conv(const Tensor& u, const Tensor& K, const Tensor& D);
+
+// The S4 (DPLR) kernel (kernels/s4_dplr.h): K (H, L_out), the first L_out taps of the length-L
+// kernel, from inv_dt (H, 1), A_real, A_imag (S, N2), B, P (1, S, N2, 2), C~ (1, H, N2, 2);
+// one output channel. Gradients into every parameter.
+Tensor s4_dplr_kernel(const Tensor& inv_dt, const Tensor& A_real, const Tensor& A_imag, const Tensor& B,
+                      const Tensor& P, const Tensor& Ct, int64_t L, int64_t L_out);
+
 }  // namespace hippo
