@@ -14,6 +14,7 @@
 
 #include "autograd/ops.h"
 #include "gradcheck.h"
+#include "common/check.h"
 #include "nn/mega.h"
 
 using namespace hippo;
@@ -153,5 +154,81 @@ TEST(MegaEMAFixture, MatchesTheOfficialCode) {
                 for (int64_t d = 0; d < D; d++) steps[size_t((b * L + t) * D + d)] = yt.data()[b * D + d];
         }
         expect_close(steps, floats(c["y_steps"]), 3e-5, tag + "steps");
+    }
+}
+
+// ---- the Mega layer ---------------------------------------------------------------------------
+namespace {
+
+MegaConfig small_mega(AttnFn fn, int64_t chunk) {
+    MegaConfig c;
+    c.d_model = 6;
+    c.zdim = 5;
+    c.hdim = 7;
+    c.ndim = 3;
+    c.fn = fn;
+    c.chunk = chunk;
+    c.max_positions = 64;
+    return c;
+}
+
+}  // namespace
+
+class MegaLayers : public ::testing::TestWithParam<std::tuple<int, int>> {};
+
+TEST_P(MegaLayers, StepLoopAndPrefillEqualParallel) {
+    const AttnFn fn = AttnFn(std::get<0>(GetParam()));
+    const int64_t chunk = std::get<1>(GetParam()), Bn = 2, L = 29;
+    Rng rng(12);
+    MegaLayer m(small_mega(fn, chunk), rng);
+    // Larger gates and bias than the initialisation so that every term matters.
+    for (auto& [name, p] : m.named_parameters())
+        if (name == "gamma" || name == "beta" || name == "rel_pos_bias.rel_pos_bias")
+            for (int64_t i = 0; i < p.numel(); i++) p.data()[i] = float(rng.normal()) * 0.5f;
+    Tensor x = randn({Bn, L, 6}, rng), xn = randn({Bn, L, 6}, rng);
+    NoGradGuard ng;
+    Tensor y = m.forward(xn, x);
+    MegaState st = m.new_state(Bn, L);
+    for (int64_t t = 0; t < L; t++)
+        EXPECT_LT(test::max_rel_diff(m.step(time_slice(xn, t), time_slice(x, t), st), time_slice(y, t)), 1e-4)
+            << "t=" << t;
+    MegaState st2 = m.new_state(Bn, L);
+    EXPECT_LT(test::max_rel_diff(m.prefill(xn, x, st2), y), 1e-4);
+}
+
+TEST_P(MegaLayers, GradientsMatchFiniteDifferences) {
+    const AttnFn fn = AttnFn(std::get<0>(GetParam()));
+    const int64_t chunk = std::get<1>(GetParam());
+    Rng rng(13);
+    MegaLayer m(small_mega(fn, chunk), rng);
+    for (auto& [name, p] : m.named_parameters())
+        if (name != "move.delta" && name != "move.alpha")
+            for (int64_t i = 0; i < p.numel(); i++) p.data()[i] = float(rng.normal()) * 0.4f;
+    Tensor x = randn({2, 13, 6}, rng, 0.7f), xn = randn({2, 13, 6}, rng, 0.7f);
+    std::vector<Tensor> inputs{xn, x};
+    for (auto& [name, p] : m.named_parameters()) inputs.push_back(p);
+    test::GradCheckOptions opt;
+    opt.max_checks = 16;
+    opt.rtol = 3e-2;
+    opt.atol = 3e-3;
+    test::expect_gradients_match([&](const std::vector<Tensor>& in) { return m.forward(in[0], in[1]); }, inputs, opt);
+}
+
+// softmax / laplace / relu2, full attention and chunks of 4 and 8 tokens (L = 29, 13: a partial
+// last chunk).
+INSTANTIATE_TEST_SUITE_P(FnChunk, MegaLayers,
+                         ::testing::Combine(::testing::Values(int(AttnFn::softmax), int(AttnFn::laplace),
+                                                              int(AttnFn::relu2)),
+                                            ::testing::Values(0, 4, 8)));
+
+TEST(MegaLayer, RefusesSequencesLongerThanMaxPositions) {
+    Rng rng(1);
+    MegaLayer m(small_mega(AttnFn::softmax, 0), rng);
+    Tensor x = randn({1, 65, 6}, rng);
+    try {
+        m.forward(x, x);
+        FAIL() << "no error";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("exceeds max_positions 64"), std::string::npos) << e.what();
     }
 }

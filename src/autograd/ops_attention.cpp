@@ -46,22 +46,34 @@ Tensor bhld_to_blhd(const float* src, int64_t B, int64_t H, int64_t L, int64_t D
 }
 
 Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const AttentionOptions& opt) {
+    return attention(q_in, k_in, v_in, Tensor(), opt);
+}
+
+Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const Tensor& rel_bias_in,
+                 const AttentionOptions& opt) {
     const char* op = "attention";
     check_blhd(q_in, "q", op);
     check_blhd(k_in, "k", op);
     check_blhd(v_in, "v", op);
-    const int64_t B = q_in.size(0), Lq = q_in.size(1), H = q_in.size(2), D = q_in.size(3), Lk = k_in.size(1);
-    HIPPO_CHECK(k_in.shape() == v_in.shape() && k_in.size(0) == B && k_in.size(2) == H && k_in.size(3) == D,
+    const int64_t B = q_in.size(0), Lq = q_in.size(1), H = q_in.size(2), D = q_in.size(3), Lk = k_in.size(1),
+                  Dv = v_in.size(3);
+    HIPPO_CHECK(k_in.size(0) == B && k_in.size(2) == H && k_in.size(3) == D && v_in.size(0) == B &&
+                    v_in.size(1) == Lk && v_in.size(2) == H,
                 "%s: q %s, k %s, v %s do not match", op, q_in.shape().str().c_str(), k_in.shape().str().c_str(),
                 v_in.shape().str().c_str());
     HIPPO_CHECK(opt.key_mask.empty() || int64_t(opt.key_mask.size()) == B * Lk,
                 "%s: key mask has %zu entries, expected B*Lk = %lld", op, opt.key_mask.size(), (long long)(B * Lk));
+    const bool has_bias = rel_bias_in.defined();
+    HIPPO_CHECK(!has_bias || (rel_bias_in.ndim() == 1 && rel_bias_in.numel() >= 1),
+                "%s: the relative position bias must be a vector, got %s", op, rel_bias_in.shape().str().c_str());
     AttnShape s{B, H, Lq, Lk, D};
+    s.Dv = Dv;
     Tensor q = bhld(q_in), k = bhld(k_in), v = bhld(v_in);
-    Tensor o = Tensor::empty({B, H, Lq, D}), lse = Tensor::empty({B, H, Lq});
+    Tensor rb = has_bias ? rel_bias_in.contiguous() : Tensor();
+    Tensor o = Tensor::empty({B, H, Lq, Dv}), lse = Tensor::empty({B, H, Lq});
     // Options captured by value (key mask and block mask kept alive for the backward).
     auto keep = std::make_shared<AttentionOptions>(opt);
-    auto params = [keep]() {
+    auto params = [keep, rb]() {
         AttnParams p;
         p.causal = keep->causal;
         p.scale = keep->scale;
@@ -70,24 +82,33 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
         p.dropout_seed = keep->dropout_seed;
         p.dropout_batch_offset = keep->dropout_batch_offset;
         p.block_mask = keep->block_mask.get();
+        p.fn = keep->fn;
+        p.scale_by_key_count = keep->scale_by_key_count;
+        if (rb.defined()) {
+            p.rel_bias = rb.data();
+            p.rel_bias_center = keep->rel_bias_center;
+            p.rel_bias_len = rb.numel();
+        }
         return p;
     };
     AttnParams p = params();
     if (opt.materialized) attention_forward_ref(o.data(), lse.data(), q.data(), k.data(), v.data(), s, p);
     else attention_forward_tiled(o.data(), lse.data(), q.data(), k.data(), v.data(), s, p);
-    Tensor y = bhld_to_blhd(o.data(), B, H, Lq, D);
-    record(y, op, {q_in, k_in, v_in}, [q, k, v, o, lse, s, params, keep](const Tensor& g_in) {
+    Tensor y = bhld_to_blhd(o.data(), B, H, Lq, Dv);
+    record(y, op, {q_in, k_in, v_in, rel_bias_in}, [q, k, v, o, lse, s, params, keep, rb](const Tensor& g_in) {
         Tensor g = bhld(g_in);
         Tensor dq = Tensor::empty(q.shape()), dk = Tensor::empty(k.shape()), dv = Tensor::empty(v.shape());
+        Tensor drb = rb.defined() ? Tensor::zeros(rb.shape()) : Tensor();
         AttnParams p = params();
+        float* pdrb = drb.defined() ? drb.data() : nullptr;
         if (keep->materialized)
-            attention_backward_ref(dq.data(), dk.data(), dv.data(), g.data(), q.data(), k.data(), v.data(), s, p);
+            attention_backward_ref(dq.data(), dk.data(), dv.data(), g.data(), q.data(), k.data(), v.data(), s, p, pdrb);
         else
             attention_backward_tiled(dq.data(), dk.data(), dv.data(), g.data(), q.data(), k.data(), v.data(),
-                                     o.data(), lse.data(), s, p);
+                                     o.data(), lse.data(), s, p, pdrb);
         return std::vector<Tensor>{bhld_to_blhd(dq.data(), s.B, s.H, s.Lq, s.D),
                                    bhld_to_blhd(dk.data(), s.B, s.H, s.Lk, s.D),
-                                   bhld_to_blhd(dv.data(), s.B, s.H, s.Lk, s.D)};
+                                   bhld_to_blhd(dv.data(), s.B, s.H, s.Lk, s.Dv), drb};
     });
     return y;
 }

@@ -24,11 +24,21 @@ struct AttentionOptions {
     bool training = true;
     std::shared_ptr<const BlockMask> block_mask;   // block-sparse pattern (BigBird etc.) or null
     bool materialized = false;                     // use the O(L^2) reference kernels (tests, benchmarks)
+    // Mega's options (see kernels/attention.h): the weight function, scores scaled by 1 / (number
+    // of keys the row sees), and the centre of the relative position bias table passed to the
+    // overload below (score(i, j) += rel_bias[rel_bias_center + j - i], clamped to the table).
+    AttnFn fn = AttnFn::softmax;
+    bool scale_by_key_count = false;
+    int64_t rel_bias_center = 0;
 };
 
 // Softmax attention: q (B, Lq, H, Dh), k, v (B, Lk, H, Dh) -> (B, Lq, H, Dh).
 // Saves O and the per-row log-sum-exp (B*H*Lq floats) for the recomputation backward.
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& opt = {});
+// The same with v (B, Lk, H, Dv) of its own head dim (output (B, Lq, H, Dv)) and a relative
+// position bias table rel_bias (Lb) shared by the heads (undefined: none), which gets a gradient.
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& rel_bias,
+                 const AttentionOptions& opt);
 
 // Linear attention with phi = elu + 1: q, k (B, L, H, Dk), v (B, L, H, Dv) -> (B, L, H, Dv).
 Tensor linear_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal);

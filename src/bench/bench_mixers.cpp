@@ -63,12 +63,12 @@ std::vector<BenchRecord> bench_mixers(const std::vector<std::string>& mixers, co
                 auto fn = [&] {
                     if (!backward) {
                         NoGradGuard ng;
-                        Tensor y = m->forward(u, 0, false);
+                        Tensor y = m->forward_block(u, u, 0, false);
                         return;
                     }
                     m->module()->zero_grad();
                     u.zero_grad();
-                    Tensor y = m->forward(u, 0, false);
+                    Tensor y = m->forward_block(u, u, 0, false);
                     y.backward(g);
                 };
                 // Warm-up (plans, caches, first touch); a run of over a second is timed once more.

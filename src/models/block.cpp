@@ -43,7 +43,7 @@ Tensor Block::feed_forward(const Tensor& h) const { return ff->forward(norm2->fo
 
 Tensor Block::forward(const Tensor& h_in, uint64_t seed, bool training, float p, int64_t row_offset) const {
     const uint64_t drop_offset = uint64_t(row_offset * h_in.size(1) * h_in.size(2));  // (B, L, D) element index
-    Tensor x = mixer->forward(norm1->forward(h_in), dropout_site_seed(seed, 1), training, row_offset);
+    Tensor x = mixer->forward_block(norm1->forward(h_in), h_in, dropout_site_seed(seed, 1), training, row_offset);
     if (training && p > 0) x = dropout(x, p, dropout_site_seed(seed, 2), true, drop_offset);
     Tensor h = add(h_in, x);
     if (!ff) return h;
@@ -53,12 +53,12 @@ Tensor Block::forward(const Tensor& h_in, uint64_t seed, bool training, float p,
 }
 
 Tensor Block::step(const Tensor& h_in, MixerState& st) const {
-    Tensor h = add(h_in, mixer->step(norm1->forward(h_in), st));
+    Tensor h = add(h_in, mixer->step_block(norm1->forward(h_in), h_in, st));
     return ff ? add(h, feed_forward(h)) : h;
 }
 
 Tensor Block::prefill(const Tensor& h_in, MixerState& st) const {
-    Tensor h = add(h_in, mixer->prefill(norm1->forward(h_in), st));
+    Tensor h = add(h_in, mixer->prefill_block(norm1->forward(h_in), h_in, st));
     return ff ? add(h, feed_forward(h)) : h;
 }
 

@@ -46,6 +46,22 @@ public:
     // x (B, D) -> (B, D): one token.
     virtual Tensor step(const Tensor& x, MixerState& st) const;
     virtual const char* name() const = 0;
+    // What the block calls: xn = the normed input, h = the block's input (before the norm). A mixer
+    // whose output gates the residual stream itself (Mega: h + phi (H - h)) needs h and returns
+    // the increment the block adds to it; the others ignore h.
+    virtual Tensor forward_block(const Tensor& xn, const Tensor& h, uint64_t dropout_seed, bool training,
+                                 int64_t row_offset = 0) const {
+        (void)h;
+        return forward(xn, dropout_seed, training, row_offset);
+    }
+    virtual Tensor prefill_block(const Tensor& xn, const Tensor& h, MixerState& st) const {
+        (void)h;
+        return prefill(xn, st);
+    }
+    virtual Tensor step_block(const Tensor& xn, const Tensor& h, MixerState& st) const {
+        (void)h;
+        return step(xn, st);
+    }
 };
 
 // A config block ("ssm_cfg") and its schema; a block may be read by several mixers of one family.

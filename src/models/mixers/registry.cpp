@@ -13,6 +13,7 @@ ConfigBlock bigbird_cfg_block();
 ConfigBlock dss_cfg_block();
 ConfigBlock dlr_cfg_block();
 ConfigBlock s4_cfg_block();
+ConfigBlock mega_cfg_block();
 MixerDef h3_mixer();
 MixerDef s4d_mixer();
 MixerDef gss_mixer();
@@ -22,17 +23,20 @@ MixerDef bigbird_mixer();
 MixerDef dss_mixer();
 MixerDef dlr_mixer();
 MixerDef s4_mixer();
+MixerDef mega_mixer();
 
 const std::vector<ConfigBlock>& config_blocks() {
     static const std::vector<ConfigBlock> blocks = {ssm_cfg_block(), attn_cfg_block(), gss_cfg_block(), bigbird_cfg_block(),
-                                                       dss_cfg_block(), dlr_cfg_block(), s4_cfg_block()};
+                                                       dss_cfg_block(), dlr_cfg_block(), s4_cfg_block(),
+                                                       mega_cfg_block()};
     return blocks;
 }
 
 const std::vector<MixerDef>& mixer_registry() {
     static const std::vector<MixerDef> mixers = {h3_mixer(),        s4d_mixer(),           gss_mixer(),
                                                  attention_mixer(), linear_attention_mixer(), bigbird_mixer(),
-                                                 dss_mixer(),       dlr_mixer(),           s4_mixer()};
+                                                 dss_mixer(),       dlr_mixer(),           s4_mixer(),
+                                                 mega_mixer()};
     return mixers;
 }
 
