@@ -232,3 +232,59 @@ TEST(MegaLayer, RefusesSequencesLongerThanMaxPositions) {
         EXPECT_NE(std::string(e.what()).find("exceeds max_positions 64"), std::string::npos) << e.what();
     }
 }
+
+// Against the official MovingAverageGatedAttention (tests/data/mega_layer_fixture.json, made by
+// scripts/fixtures/make_mega_layer_fixture.py): prenorm layernorm + the layer + the gated residual,
+// causal, softmax / laplace / relu2, full and chunks of 4: output and every gradient.
+TEST(MegaLayerFixture, MatchesTheOfficialCode) {
+    std::ifstream f(std::string(HIPPO_TEST_DATA) + "/mega_layer_fixture.json");
+    ASSERT_TRUE(f) << "missing tests/data/mega_layer_fixture.json (scripts/fixtures/make_mega_layer_fixture.py makes it)";
+    nlohmann::json fx = nlohmann::json::parse(f);
+    ASSERT_EQ(fx["cases"].size(), 6u);
+    auto floats = [](const nlohmann::json& j) { return j.get<std::vector<float>>(); };
+    auto expect_close = [](const std::vector<float>& got, const std::vector<float>& want, double rtol,
+                           const std::string& what) {
+        ASSERT_EQ(got.size(), want.size()) << what;
+        double scale = 1e-6;
+        for (float w : want) scale = std::max(scale, std::fabs(double(w)));
+        // + 1e-6: some gradients are zero in exact arithmetic (softmax does not see the key offset
+        // beta[1]), and both sides hold rounding noise of ~1e-8 there.
+        for (size_t i = 0; i < got.size(); i++)
+            ASSERT_NEAR(got[i], want[i], rtol * scale + 1e-6) << what << "[" << i << "]";
+    };
+    for (auto& c : fx["cases"]) {
+        const std::string fn = c["attention"];
+        MegaConfig mc;
+        mc.d_model = c["d_model"];
+        mc.zdim = c["zdim"];
+        mc.hdim = c["hdim"];
+        mc.ndim = c["ndim"];
+        mc.chunk = c["chunk"];
+        mc.max_positions = c["max_positions"];
+        mc.fn = fn == "laplace" ? AttnFn::laplace : fn == "relu2" ? AttnFn::relu2 : AttnFn::softmax;
+        const int64_t D = mc.d_model, Bn = c["B"], L = c["L"];
+        const std::string tag = fn + " chunk " + std::to_string(mc.chunk) + ": ";
+        Rng rng(0);
+        MegaLayer m(mc, rng);
+        auto params = m.named_parameters();
+        ASSERT_EQ(params.size() + 2, c["params"].size()) << tag;  // + the norm's weight and bias
+        {
+            NoGradGuard ng;
+            for (auto& [name, p] : params) {
+                ASSERT_TRUE(c["params"].contains(name)) << tag << name;
+                ASSERT_EQ(p.shape().vec(), c["params"][name]["shape"].get<std::vector<int64_t>>()) << tag << name;
+                p.copy_from(Tensor::from_vector(p.shape(), floats(c["params"][name]["data"])));
+            }
+        }
+        Tensor nw = Tensor::from_vector({D}, floats(c["params"]["norm.norm.weight"]["data"])).set_requires_grad();
+        Tensor nb = Tensor::from_vector({D}, floats(c["params"]["norm.norm.bias"]["data"])).set_requires_grad();
+        Tensor x = Tensor::from_vector({Bn, L, D}, floats(c["x"])).set_requires_grad();
+        Tensor y = add(x, m.forward(layer_norm(x, nw, nb), x));
+        expect_close(y.to_vector(), floats(c["y"]), 3e-5, tag + "y");
+        y.backward(Tensor::from_vector(y.shape(), floats(c["g"])));
+        expect_close(x.grad().to_vector(), floats(c["dx"]), 1e-4, tag + "dx");
+        expect_close(nw.grad().to_vector(), floats(c["grads"]["norm.norm.weight"]), 1e-4, tag + "norm.weight");
+        expect_close(nb.grad().to_vector(), floats(c["grads"]["norm.norm.bias"]), 1e-4, tag + "norm.bias");
+        for (auto& [name, p] : params) expect_close(p.grad().to_vector(), floats(c["grads"][name]), 1e-4, tag + name);
+    }
+}
