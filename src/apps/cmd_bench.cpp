@@ -57,7 +57,7 @@ int cmd_bench(int argc, char** argv) {
         "               (--L 1024,4096,16384,65536,1048576 --channels 768 --chunk 8192)\n"
         "  h3           the whole H3 mixer, forward and forward+backward (--L 2048 --d-model 768)\n"
         "  ssm          every sequence mixer built from its config defaults, forward and forward+backward\n"
-        "               at B = 1 (--mixers h3,s4d,gss,dss,dlr,attention --L 1048576 --d-model 256);\n"
+        "               at B = 1 (--mixers h3,s4d,gss,dss,dlr,s4,mega,mega-chunk,attention --L 1048576 --d-model 256);\n"
         "               quadratic ones above 64K tokens are reported as skipped, with the reason\n"
         "  attention    tiled / materialised / decode / block-sparse / linear attention (--L ...)\n"
         "  generate     decoding throughput, hybrid H3 vs Transformer (125M shapes, random weights)\n"
@@ -119,8 +119,8 @@ int cmd_bench(int argc, char** argv) {
                                    args.has("zero1"), !args.has("no-overlap"), int(args.get_int("steps", 10, 1, 1LL << 30)),
                                    args.get_double("bucket-mb", 8, 1e-3, 65536)));
     } else if (name == "ssm") {
-        std::vector<std::string> mixers = args.get_list("mixers", "h3,s4d,gss,dss,dlr,attention");
-        for (const std::string& m : mixers) find_mixer(m);  // unknown names fail before any work
+        std::vector<std::string> mixers = args.get_list("mixers", "h3,s4d,gss,dss,dlr,s4,mega,mega-chunk,attention");
+        for (const std::string& m : mixers) find_mixer(m == "mega-chunk" ? "mega" : m);  // fail before any work
         append(recs, bench_mixers(mixers, args.get_int_list("L", {1048576}, 1, 1LL << 30),
                                   args.get_int("d-model", 256, 1, 1LL << 30)));
     } else if (name == "h3") {

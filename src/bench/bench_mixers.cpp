@@ -21,14 +21,20 @@ struct Scaling {
     const char* why;
 };
 Scaling scaling_of(const std::string& mixer) {
-    if (mixer == "attention")
-        return {true, "softmax attention: O(L^2) time (the tiled kernel keeps memory O(L)), no state to pass"};
+    if (mixer == "attention" || mixer == "mega")
+        return {true, "full attention: O(L^2) time (the tiled kernel keeps memory O(L)); mega-chunk is the linear form"};
     return {false, ""};
 }
 
-// The config a one-layer LM of this mixer would have.
-ModelConfig mixer_config(const std::string& mixer, long long d_model) {
+// The config a one-layer LM of this mixer would have at length L. "mega-chunk" is Mega with
+// chunks of 128 tokens (the Mega paper's LRA chunk); S4's kernel is attuned to L; Mega's bias
+// table covers L.
+ModelConfig mixer_config(const std::string& bench_name, long long d_model, long long L) {
+    const std::string mixer = bench_name == "mega-chunk" ? "mega" : bench_name;
     nlohmann::json j = {{"d_model", d_model}, {"n_layer", 1}, {"vocab_size", 16}, {"mixer", mixer}};
+    if (mixer == "s4") j["s4_cfg"] = {{"l_max", L}};
+    if (bench_name == "mega-chunk") j["mega_cfg"] = {{"chunk", 128}};
+    else if (mixer == "mega") j["mega_cfg"] = {{"max_positions", L}};
     return parse_model_config(j, "bench ssm");
 }
 
@@ -38,9 +44,6 @@ std::vector<BenchRecord> bench_mixers(const std::vector<std::string>& mixers, co
                                       long long d_model) {
     std::vector<BenchRecord> out;
     for (const std::string& name : mixers) {
-        ModelConfig cfg = mixer_config(name, d_model);
-        Rng rng(5);
-        std::unique_ptr<SequenceMixer> m = make_mixer(name, cfg, 0, rng);
         for (long long L : lengths) {
             BenchRecord base;
             base.name = "mixer." + name;
@@ -54,6 +57,9 @@ std::vector<BenchRecord> bench_mixers(const std::vector<std::string>& mixers, co
                 out.push_back(r);
                 continue;
             }
+            Rng rng(5);
+            std::unique_ptr<SequenceMixer> m = make_mixer(name == "mega-chunk" ? "mega" : name,
+                                                          mixer_config(name, d_model, L), 0, rng);
             Tensor u = Tensor::empty({1, L, d_model}), g = Tensor::empty({1, L, d_model});
             for (int64_t i = 0; i < u.numel(); i++) {
                 u.data()[i] = float(rng.normal());

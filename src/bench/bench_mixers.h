@@ -1,8 +1,7 @@
 // `hippo bench ssm`: every sequence mixer of the registry, built from a model config as a model
 // would build it, forward and forward+backward at B = 1, d_model H, for each L (default 1M
-// tokens). Mixers whose cost is quadratic in L (softmax attention) are skipped above
-// kQuadraticMaxL with the reason in the record, as are mixers whose estimated activation memory
-// would not fit in the machine's memory.
+// tokens). Mixers whose cost is quadratic in L (full attention, full Mega) are skipped above
+// kQuadraticMaxL with the reason in the record. "mega-chunk" is Mega with chunks of 128 tokens.
 #pragma once
 #include <string>
 #include <vector>
