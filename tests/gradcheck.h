@@ -10,6 +10,7 @@
 
 #include <cmath>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "autograd/ops.h"
@@ -130,6 +131,17 @@ inline void expect_close(const float* got, const float* ref, int64_t n, double a
     }
     EXPECT_LT(worst_i, 0) << what << ": element " << worst_i << " got " << (worst_i >= 0 ? got[worst_i] : 0)
                           << " want " << (worst_i >= 0 ? ref[worst_i] : 0) << " (|diff| " << worst << ")";
+}
+
+// Fixture comparison: every element within rtol of the largest |want| (plus atol), so that
+// entries near zero are judged on the tensor's own scale. Stops at the first offender.
+inline void expect_close_to_scale(const std::vector<float>& got, const std::vector<float>& want, double rtol,
+                                  const std::string& what, double atol = 0) {
+    ASSERT_EQ(got.size(), want.size()) << what;
+    double scale = 1e-6;
+    for (float w : want) scale = std::max(scale, std::fabs(double(w)));
+    for (size_t i = 0; i < got.size(); i++)
+        ASSERT_NEAR(got[i], want[i], rtol * scale + atol) << what << "[" << i << "]";
 }
 
 }  // namespace hippo::test

@@ -229,13 +229,6 @@ namespace {
 
 std::vector<float> floats(const nlohmann::json& j) { return j.get<std::vector<float>>(); }
 
-void expect_close(const std::vector<float>& got, const std::vector<float>& want, double rtol, const std::string& what) {
-    ASSERT_EQ(got.size(), want.size()) << what;
-    double scale = 1e-6;
-    for (float w : want) scale = std::max(scale, std::fabs(double(w)));
-    for (size_t i = 0; i < got.size(); i++) ASSERT_NEAR(got[i], want[i], rtol * scale) << what << "[" << i << "]";
-}
-
 }  // namespace
 
 TEST(DSSFixture, MatchesTheOfficialCode) {
@@ -274,14 +267,14 @@ TEST(DSSFixture, MatchesTheOfficialCode) {
             for (int64_t h = 0; h < H; h++)
                 for (int64_t l = 0; l < L; l++)
                     K[size_t(h * L + l)] = z.data()[l * H + h] - (l == 0 ? m.D.data()[h] : 0.0f);
-            expect_close(K, floats(c["K"]), 2e-5, tag + "K");
+            test::expect_close_to_scale(K, floats(c["K"]), 2e-5, tag + "K");
         }
         Tensor u = Tensor::from_vector({Bn, L, H}, floats(c["u"])).set_requires_grad();
         Tensor y = m.forward(u);
-        expect_close(y.to_vector(), floats(c["y"]), 3e-5, tag + "y");
+        test::expect_close_to_scale(y.to_vector(), floats(c["y"]), 3e-5, tag + "y");
         y.backward(Tensor::from_vector(y.shape(), floats(c["g"])));
-        expect_close(u.grad().to_vector(), floats(c["du"]), 3e-5, tag + "du");
+        test::expect_close_to_scale(u.grad().to_vector(), floats(c["du"]), 3e-5, tag + "du");
         for (auto& [name, p] : m.named_parameters())
-            expect_close(p.grad().to_vector(), floats(c["grads"][name]), 1e-4, tag + name);
+            test::expect_close_to_scale(p.grad().to_vector(), floats(c["grads"][name]), 1e-4, tag + name);
     }
 }

@@ -116,13 +116,6 @@ TEST(MegaEMAFixture, MatchesTheOfficialCode) {
     nlohmann::json fx = nlohmann::json::parse(f);
     ASSERT_EQ(fx["cases"].size(), 2u);
     auto floats = [](const nlohmann::json& j) { return j.get<std::vector<float>>(); };
-    auto expect_close = [](const std::vector<float>& got, const std::vector<float>& want, double rtol,
-                           const std::string& what) {
-        ASSERT_EQ(got.size(), want.size()) << what;
-        double scale = 1e-6;
-        for (float w : want) scale = std::max(scale, std::fabs(double(w)));
-        for (size_t i = 0; i < got.size(); i++) ASSERT_NEAR(got[i], want[i], rtol * scale) << what << "[" << i << "]";
-    };
     for (auto& c : fx["cases"]) {
         const int64_t D = c["d_model"], h = c["ndim"], Bn = c["B"], L = c["L"];
         const std::string tag = "D " + std::to_string(D) + " L " + std::to_string(L) + ": ";
@@ -139,11 +132,11 @@ TEST(MegaEMAFixture, MatchesTheOfficialCode) {
         }
         Tensor x = Tensor::from_vector({Bn, L, D}, floats(c["x"])).set_requires_grad();
         Tensor y = m.forward(x);
-        expect_close(y.to_vector(), floats(c["y"]), 3e-5, tag + "y");
+        test::expect_close_to_scale(y.to_vector(), floats(c["y"]), 3e-5, tag + "y");
         y.backward(Tensor::from_vector(y.shape(), floats(c["g"])));
-        expect_close(x.grad().to_vector(), floats(c["dx"]), 3e-5, tag + "dx");
+        test::expect_close_to_scale(x.grad().to_vector(), floats(c["dx"]), 3e-5, tag + "dx");
         for (auto& [name, p] : m.named_parameters())
-            expect_close(p.grad().to_vector(), floats(c["grads"][name]), 1e-4, tag + name);
+            test::expect_close_to_scale(p.grad().to_vector(), floats(c["grads"][name]), 1e-4, tag + name);
         // The official incremental mode, one token at a time.
         NoGradGuard ng;
         MegaEMAState st = m.new_state(Bn);
@@ -153,7 +146,7 @@ TEST(MegaEMAFixture, MatchesTheOfficialCode) {
             for (int64_t b = 0; b < Bn; b++)
                 for (int64_t d = 0; d < D; d++) steps[size_t((b * L + t) * D + d)] = yt.data()[b * D + d];
         }
-        expect_close(steps, floats(c["y_steps"]), 3e-5, tag + "steps");
+        test::expect_close_to_scale(steps, floats(c["y_steps"]), 3e-5, tag + "steps");
     }
 }
 
@@ -236,22 +229,14 @@ TEST(MegaLayer, RefusesSequencesLongerThanMaxPositions) {
 // Against the official MovingAverageGatedAttention (tests/data/mega_layer_fixture.json, made by
 // scripts/fixtures/make_mega_layer_fixture.py): prenorm layernorm + the layer + the gated residual,
 // causal, softmax / laplace / relu2, full and chunks of 4: output and every gradient.
+// The 1e-6 floor: some gradients are zero in exact arithmetic (softmax does not see the key offset
+// beta[1]) and both sides hold rounding noise of ~1e-8 there.
 TEST(MegaLayerFixture, MatchesTheOfficialCode) {
     std::ifstream f(std::string(HIPPO_TEST_DATA) + "/mega_layer_fixture.json");
     ASSERT_TRUE(f) << "missing tests/data/mega_layer_fixture.json (scripts/fixtures/make_mega_layer_fixture.py makes it)";
     nlohmann::json fx = nlohmann::json::parse(f);
     ASSERT_EQ(fx["cases"].size(), 6u);
     auto floats = [](const nlohmann::json& j) { return j.get<std::vector<float>>(); };
-    auto expect_close = [](const std::vector<float>& got, const std::vector<float>& want, double rtol,
-                           const std::string& what) {
-        ASSERT_EQ(got.size(), want.size()) << what;
-        double scale = 1e-6;
-        for (float w : want) scale = std::max(scale, std::fabs(double(w)));
-        // + 1e-6: some gradients are zero in exact arithmetic (softmax does not see the key offset
-        // beta[1]), and both sides hold rounding noise of ~1e-8 there.
-        for (size_t i = 0; i < got.size(); i++)
-            ASSERT_NEAR(got[i], want[i], rtol * scale + 1e-6) << what << "[" << i << "]";
-    };
     for (auto& c : fx["cases"]) {
         const std::string fn = c["attention"];
         MegaConfig mc;
@@ -280,11 +265,14 @@ TEST(MegaLayerFixture, MatchesTheOfficialCode) {
         Tensor nb = Tensor::from_vector({D}, floats(c["params"]["norm.norm.bias"]["data"])).set_requires_grad();
         Tensor x = Tensor::from_vector({Bn, L, D}, floats(c["x"])).set_requires_grad();
         Tensor y = add(x, m.forward(layer_norm(x, nw, nb), x));
-        expect_close(y.to_vector(), floats(c["y"]), 3e-5, tag + "y");
+        test::expect_close_to_scale(y.to_vector(), floats(c["y"]), 3e-5, tag + "y", 1e-6);
         y.backward(Tensor::from_vector(y.shape(), floats(c["g"])));
-        expect_close(x.grad().to_vector(), floats(c["dx"]), 1e-4, tag + "dx");
-        expect_close(nw.grad().to_vector(), floats(c["grads"]["norm.norm.weight"]), 1e-4, tag + "norm.weight");
-        expect_close(nb.grad().to_vector(), floats(c["grads"]["norm.norm.bias"]), 1e-4, tag + "norm.bias");
-        for (auto& [name, p] : params) expect_close(p.grad().to_vector(), floats(c["grads"][name]), 1e-4, tag + name);
+        test::expect_close_to_scale(x.grad().to_vector(), floats(c["dx"]), 1e-4, tag + "dx", 1e-6);
+        test::expect_close_to_scale(nw.grad().to_vector(), floats(c["grads"]["norm.norm.weight"]), 1e-4,
+                                    tag + "norm.weight", 1e-6);
+        test::expect_close_to_scale(nb.grad().to_vector(), floats(c["grads"]["norm.norm.bias"]), 1e-4, tag + "norm.bias",
+                                    1e-6);
+        for (auto& [name, p] : params)
+            test::expect_close_to_scale(p.grad().to_vector(), floats(c["grads"][name]), 1e-4, tag + name, 1e-6);
     }
 }
