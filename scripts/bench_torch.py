@@ -6,8 +6,12 @@ hippo's bench JSON convention so the two can be compared side by side:
   h3.mixer.torch B=1, D, L: the whole H3 mixer of scripts/torch_ref.py, fwd and fwd+bwd
   train.torch    B=1, L: one training step (forward, backward, AdamW) of a 12-layer D=768 LM,
                  pure H3, the hybrid (attention at layer 6) and the Transformer, tokens/s
+  s4.kernel.torch  H channels, N = 64, L: the official SSMKernelDPLR (state-spaces/s4 models/s4/s4.py,
+                 loaded as scripts/fixtures/make_s4_fixture.py does; without the CUDA extension and
+                 pykeops it takes its naive Cauchy path), kernel generation fwd and fwd+bwd;
+                 compare with hippo bench ssm's s4.kernel records
 
-Usage: /usr/bin/python3 scripts/bench_torch.py [fftconv|h3|train] [--L 4096] [--channels 768] [--threads 2]
+Usage: /usr/bin/python3 scripts/bench_torch.py [fftconv|h3|train|s4kernel] [--L 4096] [--channels 768] [--threads 2]
 """
 import argparse
 import json
@@ -35,7 +39,7 @@ def timed(fn, runs):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["fftconv", "h3", "train"])
+    ap.add_argument("what", choices=["fftconv", "h3", "train", "s4kernel"])
     ap.add_argument("--layers", type=int, default=12)
     ap.add_argument("--L", type=int, default=4096)
     ap.add_argument("--channels", type=int, default=768)
@@ -56,6 +60,16 @@ def main():
         recs.append({"name": "fftconv.torch", "B": 1, "H": C, "L": L, "pass": "fwd", "ms": ms, "runs": runs})
         ms, runs = timed(lambda: f().sum().backward(), a.runs)
         recs.append({"name": "fftconv.torch", "B": 1, "H": C, "L": L, "pass": "fwd+bwd", "ms": ms, "runs": runs})
+    elif a.what == "s4kernel":
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures"))
+        from make_s4_fixture import load_official  # noqa: E402
+        s4 = load_official()
+        k = s4.SSMKernelDPLR(d_model=C, channels=1, l_max=L, d_state=64, verbose=False)
+        with torch.no_grad():
+            ms, runs = timed(lambda: k(L=L), a.runs)  # the warm-up call attunes C to L
+        recs.append({"name": "s4.kernel.torch", "H": C, "N": 64, "L": L, "pass": "fwd", "ms": ms, "runs": runs})
+        ms, runs = timed(lambda: k(L=L)[0].sum().backward(), a.runs)
+        recs.append({"name": "s4.kernel.torch", "H": C, "N": 64, "L": L, "pass": "fwd+bwd", "ms": ms, "runs": runs})
     elif a.what == "train":
         d, n_layer, vocab = C, a.layers, 50264
         for name, attn in [("h3", []), ("hybrid", [n_layer // 2]), ("transformer", list(range(n_layer)))]:

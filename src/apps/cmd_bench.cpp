@@ -42,7 +42,7 @@ void append(std::vector<BenchRecord>& dst, const std::vector<BenchRecord>& src) 
 }  // namespace
 
 int cmd_bench(int argc, char** argv) {
-    Args args(argc, argv, {"help", "json", "all-backends", "quick", "zero1", "no-overlap"}, {"threads", "batch", "steps", "bucket-mb", "fft-log2", "L", "channels", "chunk", "d-model", "layers", "vocab", "models", "mixers", "prompts", "batches", "gen", "contexts", "decode-weights"});
+    Args args(argc, argv, {"help", "json", "all-backends", "quick", "zero1", "no-overlap"}, {"threads", "batch", "steps", "bucket-mb", "fft-log2", "L", "channels", "chunk", "d-model", "layers", "vocab", "models", "mixers", "kernel-L", "prompts", "batches", "gen", "contexts", "decode-weights"});
     const char* usage =
         "usage: hippo bench NAME [--json] [--threads N]\n"
         "  core         machine peaks (peak.fma, peak.bandwidth), GEMM, FFT (with FFTW side by side),\n"
@@ -58,7 +58,9 @@ int cmd_bench(int argc, char** argv) {
         "  h3           the whole H3 mixer, forward and forward+backward (--L 2048 --d-model 768)\n"
         "  ssm          every sequence mixer built from its config defaults, forward and forward+backward\n"
         "               at B = 1 (--mixers h3,s4d,gss,dss,dlr,s4,mega,mega-chunk,attention --L 1048576 --d-model 256);\n"
-        "               quadratic ones above 64K tokens are reported as skipped, with the reason\n"
+        "               quadratic ones above 64K tokens are reported as skipped, with the reason; first the\n"
+        "               S4 kernel generation alone at H = 256, N = 64 (--kernel-L 16384; scripts/bench_torch.py\n"
+        "               s4kernel times the official PyTorch code on the same sizes)\n"
         "  attention    tiled / materialised / decode / block-sparse / linear attention (--L ...)\n"
         "  generate     decoding throughput, hybrid H3 vs Transformer (125M shapes, random weights)\n"
         "               (--prompts 128,512,1536,4096 --batches 1,8 --gen 128 --contexts 128,8192\n"
@@ -121,6 +123,7 @@ int cmd_bench(int argc, char** argv) {
     } else if (name == "ssm") {
         std::vector<std::string> mixers = args.get_list("mixers", "h3,s4d,gss,dss,dlr,s4,mega,mega-chunk,attention");
         for (const std::string& m : mixers) find_mixer(m == "mega-chunk" ? "mega" : m);  // fail before any work
+        append(recs, bench_s4_kernel(256, 64, args.get_int("kernel-L", 16384, 1, 1LL << 24)));
         append(recs, bench_mixers(mixers, args.get_int_list("L", {1048576}, 1, 1LL << 30),
                                   args.get_int("d-model", 256, 1, 1LL << 30)));
     } else if (name == "h3") {

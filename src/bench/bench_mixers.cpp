@@ -4,12 +4,14 @@
 #include <cstring>
 
 #include "autograd/ops.h"
+#include "autograd/ops_ssm.h"
 #include "common/alloc.h"
 #include "common/check.h"
 #include "common/rng.h"
 #include "common/runtime.h"
 #include "models/config.h"
 #include "models/mixer.h"
+#include "nn/s4.h"
 
 namespace hippo {
 
@@ -98,6 +100,39 @@ std::vector<BenchRecord> bench_mixers(const std::vector<std::string>& mixers, co
             run(true, "fwd+bwd");
             u.set_requires_grad(false);
         }
+    }
+    return out;
+}
+
+std::vector<BenchRecord> bench_s4_kernel(long long H, long long N, long long L) {
+    S4Config c;
+    c.d_model = H;
+    c.d_state = N;
+    c.l_max = L;
+    Rng rng(7);
+    S4 m(c, rng);  // HiPPO-LegS init, C attuned to L (not timed)
+    std::vector<BenchRecord> out;
+    for (bool backward : {false, true}) {
+        auto fn = [&] {
+            if (!backward) {
+                NoGradGuard ng;
+                Tensor K = s4_dplr_kernel(m.inv_dt, m.A_real, m.A_imag, m.B, m.P, m.C, L, L);
+                return;
+            }
+            m.zero_grad();
+            Tensor K = s4_dplr_kernel(m.inv_dt, m.A_real, m.A_imag, m.B, m.P, m.C, L, L);
+            sum(K).backward();
+        };
+        for (auto& [name, p] : m.named_parameters()) p.set_requires_grad(backward);
+        Timing t = time_median(fn, 3, 0.5, 20);
+        BenchRecord r;
+        r.name = "s4.kernel";
+        r.shape = {{"H", H}, {"N", N}, {"L", L}};
+        r.pass = backward ? "fwd+bwd" : "fwd";
+        r.ms = t.median_ms;
+        r.runs = t.runs;
+        r.extra["threads"] = num_threads();
+        out.push_back(r);
     }
     return out;
 }

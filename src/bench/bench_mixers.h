@@ -16,4 +16,8 @@ constexpr long long kQuadraticMaxL = 65536;
 std::vector<BenchRecord> bench_mixers(const std::vector<std::string>& mixers, const std::vector<long long>& lengths,
                                       long long d_model);
 
+// The S4 (DPLR) kernel generation alone, K (H, L) with N = d_state, fwd and fwd+bwd ("s4.kernel";
+// scripts/bench_torch.py s4kernel times the official PyTorch code on the same sizes).
+std::vector<BenchRecord> bench_s4_kernel(long long H, long long N, long long L);
+
 }  // namespace hippo
