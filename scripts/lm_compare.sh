@@ -41,7 +41,7 @@ SEQ_LEN=${SEQ_LEN:-256}
 LR=${LR:-1e-3}
 THREADS=${THREADS:-1}
 read -r -a SEEDS <<< "${SEEDS:-${SEED:-0}}"
-read -r -a MODELS <<< "${MODELS:-transformer h3 hybrid s4d gss dss dlr}"
+read -r -a MODELS <<< "${MODELS:-transformer h3 hybrid s4d gss dss dlr s5}"
 read -r -a LRS <<< "${LRS:-}"
 SWEEP_STEPS=${SWEEP_STEPS:-$(( STEPS / 4 > 0 ? STEPS / 4 : 1 ))}
 SAVE_EVERY=${SAVE_EVERY:-$(( STEPS / 10 > 0 ? STEPS / 10 : 1 ))}

@@ -14,6 +14,7 @@ ConfigBlock dss_cfg_block();
 ConfigBlock dlr_cfg_block();
 ConfigBlock s4_cfg_block();
 ConfigBlock mega_cfg_block();
+ConfigBlock s5_cfg_block();
 MixerDef h3_mixer();
 MixerDef s4d_mixer();
 MixerDef gss_mixer();
@@ -24,11 +25,12 @@ MixerDef dss_mixer();
 MixerDef dlr_mixer();
 MixerDef s4_mixer();
 MixerDef mega_mixer();
+MixerDef s5_mixer();
 
 const std::vector<ConfigBlock>& config_blocks() {
     static const std::vector<ConfigBlock> blocks = {ssm_cfg_block(), attn_cfg_block(), gss_cfg_block(), bigbird_cfg_block(),
                                                        dss_cfg_block(), dlr_cfg_block(), s4_cfg_block(),
-                                                       mega_cfg_block()};
+                                                       mega_cfg_block(), s5_cfg_block()};
     return blocks;
 }
 
@@ -36,7 +38,7 @@ const std::vector<MixerDef>& mixer_registry() {
     static const std::vector<MixerDef> mixers = {h3_mixer(),        s4d_mixer(),           gss_mixer(),
                                                  attention_mixer(), linear_attention_mixer(), bigbird_mixer(),
                                                  dss_mixer(),       dlr_mixer(),           s4_mixer(),
-                                                 mega_mixer()};
+                                                 mega_mixer(),      s5_mixer()};
     return mixers;
 }
 
